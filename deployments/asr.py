@@ -1,0 +1,70 @@
+"""ASR stage: Whisper replicas; ``@serve.batch`` gathers windows across requests and files."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from itertools import groupby
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from deployments.placement import replica_placement
+from pipeline.schemas import ModelInfo, Task, WindowTranscript
+from pipeline.settings import AsrSettings
+from pipeline.whisper import WhisperTranscriber, WindowAudio
+from pipeline.windows import Window
+
+
+class AsrBatching(BaseModel):
+    """The ASR deployment's ``user_config``: batching, changeable at run time."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    max_batch_size: int = Field(8, ge=1)
+    """Most windows in one ``generate`` call."""
+    batch_wait_timeout_s: float = Field(0.02, ge=0)
+    """How long a batch waits to fill up before it runs anyway."""
+
+
+@dataclass
+class _WindowRequest:
+    audio: np.ndarray
+    window: Window
+    language: str | None
+    task: Task
+
+
+@serve.deployment(name="asr")
+class AsrDeployment:
+    def __init__(self, settings: AsrSettings):
+        self.transcriber = WhisperTranscriber(settings)
+
+    def reconfigure(self, user_config: dict) -> None:
+        batching = AsrBatching.model_validate(user_config or {})
+        self._transcribe_batch.set_max_batch_size(batching.max_batch_size)
+        self._transcribe_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+    async def detect_language(self, audio: np.ndarray) -> str:
+        return await asyncio.to_thread(self.transcriber.detect_language, audio)
+
+    async def transcribe(self, audio: np.ndarray, window: Window, language: str | None,
+                         task: Task) -> WindowTranscript:
+        """Transcribe one window (``audio`` arrives resolved from the object store)."""
+        return await self._transcribe_batch(_WindowRequest(audio, window, language, task))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def _transcribe_batch(self, requests: list[_WindowRequest]) -> list[WindowTranscript]:
+        results: dict[int, WindowTranscript] = {}
+        indexed = sorted(enumerate(requests), key=lambda item: item[1].task)
+        for task, group in groupby(indexed, key=lambda item: item[1].task):
+            group = list(group)
+            windows = [WindowAudio(r.audio, r.window.start_s, r.window.index) for _, r in group]
+            out = await asyncio.to_thread(self.transcriber.transcribe, windows,
+                                          language=[r.language for _, r in group], task=task)
+            results.update({i: transcript for (i, _), transcript in zip(group, out)})
+        return [results[i] for i in range(len(requests))]
+
+    def model_info(self) -> ModelInfo:
+        return self.transcriber.info().model_copy(update=replica_placement())

@@ -1,0 +1,45 @@
+"""HTTP API types (pydantic), kept apart from the handlers that serve them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from pipeline.schemas import ModelInfo
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    """What went wrong and what to do about it."""
+    type: str
+    """Error class: ``invalid_request_error``, ``server_error`` or ``overloaded_error``."""
+    code: str
+    """Stable machine-readable code, e.g. ``empty_file``, ``audio_too_long``."""
+    param: str | None = None
+    """The request parameter at fault, when there is one."""
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class StageHealth(BaseModel):
+    deployment: str
+    status: str
+    """Serve's deployment status (``HEALTHY``, ``UPDATING``, ``UNHEALTHY``, ...)."""
+    running_replicas: int
+
+
+class HealthResponse(BaseModel):
+    status: str
+    """``ok`` when every stage has a running replica, else ``unavailable``."""
+    stages: dict[str, StageHealth]
+
+
+class ModelsResponse(BaseModel):
+    stages: dict[str, ModelInfo] = Field(description="Per stage: the model, device, dtype, load "
+                                                     "time and running replica count.")
+
+
+def error_body(message: str, code: str, type: str = "invalid_request_error",
+               param: str | None = None) -> dict:
+    return ErrorResponse(error=ErrorDetail(message=message, type=type, code=code, param=param)).model_dump()

@@ -1,0 +1,135 @@
+"""Chat LLM backends with one interface: ``chat(conversations, max_new_tokens)``.
+
+``TransformersChat`` (a causal LM and its chat template) runs anywhere, CPU included.
+``VllmChat`` runs on CUDA with the optional ``vllm`` extra, imported only when chosen. vLLM takes
+``gpu_memory_utilization`` of the *whole* GPU regardless of Ray's logical fraction (Ray issue
+#62553, vLLM #4242), so it is derived here from the replica's GPU share and never exceeds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from pipeline.devices import dtype_name, memory_in_use_bytes, resolve_device, resolve_dtype
+from pipeline.schemas import ModelInfo
+from pipeline.settings import LlmSettings
+from pipeline.tiny_models import resolve_model_path
+
+log = logging.getLogger(__name__)
+
+Conversation = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class ChatOutput:
+    text: str
+    tokens_in: int
+    tokens_out: int
+
+
+class ChatBackend(Protocol):
+    def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[ChatOutput]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def info(self) -> ModelInfo: ...
+
+
+class TransformersChat:
+    """Greedy chat generation with a transformers causal LM."""
+
+    def __init__(self, settings: LlmSettings):
+        started = time.perf_counter()
+        self.settings = settings
+        path = resolve_model_path(settings.model, "llm")
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device, torch.bfloat16)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+        self.model.to(self.device).eval()
+        self.load_s = time.perf_counter() - started
+        log.info("loaded llm %s on %s/%s in %.2fs", settings.model, self.device,
+                 dtype_name(self.dtype), self.load_s)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @torch.inference_mode()
+    def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[ChatOutput]:
+        batch = self.tokenizer.apply_chat_template(
+            conversations, add_generation_prompt=True, padding=True, return_tensors="pt",
+            return_dict=True).to(self.device)
+        prompt_len = batch["input_ids"].shape[1]
+        out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                  pad_token_id=self.tokenizer.pad_token_id)
+        results = []
+        for row, mask in zip(out, batch["attention_mask"]):
+            generated = row[prompt_len:]
+            generated = generated[generated != self.tokenizer.pad_token_id]
+            results.append(ChatOutput(
+                text=self.tokenizer.decode(generated, skip_special_tokens=True),
+                tokens_in=int(mask.sum()), tokens_out=int(generated.numel())))
+        return results
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(stage="postprocess", model=self.settings.model, backend="transformers",
+                         device=self.device.type, dtype=dtype_name(self.dtype), load_s=self.load_s,
+                         memory_bytes=memory_in_use_bytes(self.device))
+
+
+def vllm_memory_utilization(gpu_share: float | None, margin: float) -> float:
+    """``gpu_memory_utilization`` for a replica that Ray gave ``gpu_share`` of one GPU."""
+    if not gpu_share or gpu_share <= 0:
+        raise ValueError("The vllm backend needs a GPU: give the postprocess deployment "
+                         "ray_actor_options.num_gpus > 0, or use backend 'transformers'.")
+    return round(min(gpu_share, 1.0) * margin, 4)
+
+
+class VllmChat:
+    """Greedy chat generation with vLLM (CUDA only; ``pip install speechgraph[vllm]``)."""
+
+    def __init__(self, settings: LlmSettings, gpu_share: float | None):
+        started = time.perf_counter()
+        try:
+            import vllm
+        except ImportError as exc:
+            raise RuntimeError("llm.backend is 'vllm' but vllm is not installed: install the "
+                               "'vllm' extra on a CUDA machine, or use backend 'transformers'.") from exc
+        self.settings = settings
+        self._sampling = vllm.SamplingParams
+        self.gpu_memory_utilization = vllm_memory_utilization(gpu_share, settings.gpu_memory_margin)
+        dtype = "auto" if settings.dtype == "auto" else settings.dtype
+        self.llm = vllm.LLM(model=resolve_model_path(settings.model, "llm"), dtype=dtype,
+                            gpu_memory_utilization=self.gpu_memory_utilization,
+                            **settings.vllm_options)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.load_s = time.perf_counter() - started
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[ChatOutput]:
+        params = self._sampling(temperature=0.0, max_tokens=max_new_tokens)
+        outputs = self.llm.chat(conversations, params, use_tqdm=False)
+        return [ChatOutput(text=o.outputs[0].text, tokens_in=len(o.prompt_token_ids),
+                           tokens_out=len(o.outputs[0].token_ids)) for o in outputs]
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(stage="postprocess", model=self.settings.model, backend="vllm",
+                         device="cuda", dtype=self.settings.dtype, load_s=self.load_s,
+                         memory_bytes=None)  # vLLM allocates in its engine process
+
+
+def load_chat_backend(settings: LlmSettings, gpu_share: float | None = None) -> ChatBackend:
+    if settings.backend == "vllm":
+        return VllmChat(settings, gpu_share)
+    return TransformersChat(settings)

@@ -1,0 +1,126 @@
+"""The documents the pipeline produces (pydantic), shared by the runner, the CLI and the API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Task = Literal["transcribe", "translate"]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class Segment(_Schema):
+    """A stretch of speech with its text, timed from the start of the file."""
+
+    id: int
+    """Position in the document (0-based)."""
+    start: float
+    """Start, in seconds from the start of the file."""
+    end: float
+    """End, in seconds from the start of the file."""
+    text: str
+    """Text as Whisper wrote it."""
+    tokens: list[int] = Field(default_factory=list)
+    """Whisper token ids of the text (timestamp tokens excluded)."""
+    window: int = 0
+    """Index of the audio window the segment came from."""
+
+
+class WindowTranscript(_Schema):
+    """What the ASR stage returns for one window."""
+
+    window: int
+    language: str
+    segments: list[Segment]
+
+
+class Summary(_Schema):
+    """What the LLM writes about the transcript."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    abstract: str = Field(min_length=1)
+    """A few sentences on what was said."""
+    bullets: list[str] = Field(min_length=1)
+    """The main points, one per item."""
+
+
+class PunctuationResult(_Schema):
+    """Punctuated text, or why the raw text was kept."""
+
+    applied: bool
+    """True when ``text`` is the LLM's punctuated text with the words unchanged."""
+    text: str | None = None
+    """The punctuated text (``None`` when not applied)."""
+    reason: str | None = None
+    """Why punctuation was not applied (not requested, words changed, too long, ...)."""
+
+
+class SummaryResult(_Schema):
+    """A summary, or why there is none."""
+
+    summary: Summary | None = None
+    reason: str | None = None
+    """Why there is no summary (not requested, not valid JSON, wrong shape, ...)."""
+
+
+class PostprocessResult(_Schema):
+    punctuation: PunctuationResult
+    summary: SummaryResult
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class StageTimings(_Schema):
+    """Wall-clock seconds per stage, as the driver saw them (queueing included)."""
+
+    preprocess_s: float = 0.0
+    asr_s: float = 0.0
+    postprocess_s: float = 0.0
+    total_s: float = 0.0
+
+
+class ModelInfo(_Schema):
+    """A loaded model, as one replica reports it."""
+
+    stage: str
+    model: str
+    backend: str
+    device: str
+    dtype: str
+    load_s: float
+    """Seconds it took to load the model."""
+    memory_bytes: int | None = None
+    """Device memory in use by this process (CUDA only)."""
+    replicas: int | None = None
+    """Running replicas of the stage (filled in by the service)."""
+    replica_id: str | None = None
+    """The replica that answered (filled in by the service)."""
+    node_id: str | None = None
+    """The cluster node of that replica."""
+    gpu_ids: list[str] = Field(default_factory=list)
+    """GPU ids the scheduler assigned to that replica (logical; empty when none)."""
+
+
+class TranscriptionResult(_Schema):
+    """The whole document for one audio file."""
+
+    request_id: str | None = None
+    language: str
+    task: Task
+    duration_s: float
+    """Length of the decoded audio in seconds."""
+    segments: list[Segment]
+    text: str
+    """Raw transcript: the segments' text joined."""
+    punctuation: PunctuationResult
+    summary: SummaryResult
+    timings: StageTimings
+    real_time_factor: float
+    """Processing seconds per second of audio (lower is faster)."""
+    models: dict[str, str]
+    """Model name per stage."""

@@ -1,0 +1,110 @@
+"""Pipeline settings: one pydantic model per stage, a docstring on every field.
+
+The same models are the ``args`` of the Serve application (``deployments.app.AppArgs`` adds the
+Ray-only deployment options on top) and the ``--config`` of the in-process CLI, so a YAML file
+means the same thing in both. Unknown keys are errors, named by pydantic, so a typo in a config
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class AudioSettings(_Settings):
+    """Decoding limits and windowing."""
+
+    max_duration_s: float = Field(4 * 3600.0, gt=0)
+    """Longest audio accepted, in seconds; longer input is refused while it is being decoded."""
+
+    max_upload_mb: float = Field(1024.0, gt=0)
+    """Largest upload accepted, in MiB; checked before the request body is buffered."""
+
+    window_s: float = Field(30.0, gt=0, le=30.0)
+    """Length of the windows the audio is cut into for Whisper (Whisper sees at most 30 s)."""
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class AsrSettings(_Settings):
+    """The Whisper stage."""
+
+    model: str = "openai/whisper-large-v3-turbo"
+    """Whisper checkpoint: a hub id, a local folder, or ``tiny-random[-SHAPE]`` (generated)."""
+
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    """Where the model runs. ``auto`` (and ``cuda``) use CUDA only when a GPU is really visible."""
+
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    """Weights and compute dtype. ``auto`` is float16 on CUDA, float32 on CPU (CPU is always float32)."""
+
+    batch_size: int = Field(8, ge=1)
+    """Windows per ``generate`` call in the in-process runner (the Serve stage batches by its own
+    ``max_batch_size``)."""
+
+    max_new_tokens: int = Field(224, ge=1, le=444)
+    """Upper bound of tokens decoded per 30 s window."""
+
+    default_language: str | None = None
+    """Language used when a request gives none; ``None`` detects it on the first window."""
+
+
+class LlmSettings(_Settings):
+    """The post-processing LLM stage (punctuation and casing, summary)."""
+
+    backend: Literal["transformers", "vllm"] = "transformers"
+    """``transformers`` runs anywhere; ``vllm`` needs CUDA and the ``vllm`` extra."""
+
+    model: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    """Chat LLM: a hub id, a local folder, or ``tiny-random`` (generated)."""
+
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    """Where the transformers backend runs; CUDA only when a GPU is really visible."""
+
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    """Weights dtype. ``auto`` is bfloat16 on CUDA, float32 on CPU."""
+
+    max_input_tokens: int = Field(3072, ge=16)
+    """Longest transcript (in LLM tokens) sent to the model; longer text is not post-processed
+    (chunking comes with long-audio support) and the result says why."""
+
+    max_summary_tokens: int = Field(384, ge=16)
+    """Tokens the summary may use."""
+
+    gpu_memory_margin: float = Field(0.9, gt=0, le=1)
+    """vLLM only: ``gpu_memory_utilization`` is this times the replica's GPU share, so vLLM
+    never takes memory beyond the fraction Ray gave the replica."""
+
+    vllm_options: dict[str, Any] = Field(default_factory=dict)
+    """Extra keyword arguments for ``vllm.LLM`` (e.g. ``max_model_len``)."""
+
+
+class PipelineSettings(_Settings):
+    """Everything the three stages need; Ray-free."""
+
+    audio: AudioSettings = AudioSettings()
+    asr: AsrSettings = AsrSettings()
+    llm: LlmSettings = LlmSettings()
+
+
+def load_pipeline_settings(path: str | Path) -> PipelineSettings:
+    """Read settings from YAML: either a plain settings file, or a Serve config file whose first
+    application's ``args`` are taken (the Ray-only ``deployments`` key is left out)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if "applications" in data:
+        apps = data["applications"]
+        if not apps:
+            raise ValueError(f"{path}: 'applications' is empty")
+        data = dict(apps[0].get("args") or {})
+        data.pop("deployments", None)
+    return PipelineSettings.model_validate(data)

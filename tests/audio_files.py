@@ -1,0 +1,66 @@
+"""Audio test files made here, with PyAV's encoders (a real encoder for each container)."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+
+# container format -> (codec, sample rate)
+FORMATS = {
+    "wav": ("pcm_s16le", 16000),
+    "flac": ("flac", 44100),
+    "mp3": ("libmp3lame", 44100),
+    "ogg": ("libopus", 48000),
+    "m4a": ("aac", 44100),
+    "webm": ("libopus", 48000),
+}
+_MUXERS = {"m4a": "ipod", "ogg": "ogg", "webm": "webm", "wav": "wav", "flac": "flac", "mp3": "mp3"}
+
+
+def tone(seconds: float, sample_rate: int = 16000, freq: float = 220.0) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def encode(audio: np.ndarray, sample_rate: int, fmt: str, channels: int = 1) -> bytes:
+    """Encode mono float32 ``audio`` (at ``sample_rate``) into container ``fmt``."""
+    codec, rate = FORMATS[fmt]
+    if rate != sample_rate:
+        idx = np.arange(int(len(audio) * rate / sample_rate)) * sample_rate / rate
+        audio = np.interp(idx, np.arange(len(audio)), audio).astype(np.float32)
+    layout = "mono" if channels == 1 else "stereo"
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=_MUXERS[fmt]) as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+        data = np.tile(audio, (channels, 1)) if channels > 1 else audio[None, :]
+        step = 4096
+        for i in range(0, data.shape[1], step):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, i:i + step]), format="fltp",
+                                               layout=layout)
+            frame.sample_rate = rate
+            frame.pts = i
+            frame.time_base = Fraction(1, rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def video_only_mp4(seconds: float = 1.0) -> bytes:
+    """An mp4 with one video stream and no audio stream."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(int(seconds * 10)):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 20 % 255, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()

@@ -1,0 +1,86 @@
+"""Shared fixtures: the shared audio clips, settings from the shipped configs, and a real local Ray
+cluster serving the graph over real HTTP on 127.0.0.1:8000."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_AUDIO = ROOT.parent / "shared" / "fixtures" / "audio"
+BASE_URL = "http://127.0.0.1:8000"
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/audio_files.py
+
+
+def clips() -> list[dict]:
+    return json.loads((SHARED_AUDIO / "manifest.json").read_text())["clips"]
+
+
+def tiny_app_args() -> dict:
+    """The ``args`` of configs/tiny.yaml, as shipped."""
+    config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    return copy.deepcopy(config["applications"][0]["args"])
+
+
+def tiny_settings():
+    from pipeline.settings import load_pipeline_settings
+
+    return load_pipeline_settings(ROOT / "configs" / "tiny.yaml")
+
+
+# Limits small enough to test cheaply; ASR and LLM take half of one (logical) GPU each.
+TEST_MAX_DURATION_S = 120
+TEST_MAX_UPLOAD_MB = 2
+
+
+def graph_args() -> dict:
+    args = tiny_app_args()
+    args["audio"].update(max_duration_s=TEST_MAX_DURATION_S, max_upload_mb=TEST_MAX_UPLOAD_MB)
+    d = args["deployments"]
+    d["asr"]["ray_actor_options"]["num_gpus"] = 0.5
+    d["postprocess"]["ray_actor_options"]["num_gpus"] = 0.5
+    return args
+
+
+def wait_healthy(url: str, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/healthz did not answer 200 within {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def graph():
+    """The graph on a real local Ray cluster with one *logical* GPU (none physically here)."""
+    import socket
+
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8000)) == 0:
+            pytest.fail("127.0.0.1:8000 is already in use (a `serve run` left running?); stop it first")
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+        serve.run(build_app(graph_args()), name="speechgraph", route_prefix="/")
+        wait_healthy(BASE_URL)
+        yield BASE_URL
+    finally:
+        serve.shutdown()
+        ray.shutdown()

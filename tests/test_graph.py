@@ -1,0 +1,165 @@
+"""The whole graph on a real local Ray cluster, over real HTTP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import ray
+import requests
+from ray import serve
+
+from audio_files import encode, tone, video_only_mp4
+from conftest import SHARED_AUDIO, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, clips, tiny_settings
+
+pytestmark = pytest.mark.usefixtures("graph")
+
+
+def post(url: str, data: bytes | None, filename: str = "audio.bin", **fields) -> requests.Response:
+    files = {"file": (filename, data)} if data is not None else None
+    return requests.post(f"{url}/v1/transcribe", files=files, data=fields or None, timeout=120)
+
+
+@pytest.mark.parametrize("clip", clips(), ids=lambda c: c["file"])
+def test_every_shared_clip_transcribes(graph, clip):
+    data = (SHARED_AUDIO / clip["file"]).read_bytes()
+    r = post(graph, data, clip["file"])
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert abs(doc["duration_s"] - clip["duration_s"]) <= 0.05
+    segments = doc["segments"]
+    assert segments, "the tiny model writes some text for speech"
+    starts = [s["start"] for s in segments]
+    assert starts == sorted(starts)
+    for s in segments:
+        assert 0 <= s["start"] <= s["end"] <= doc["duration_s"]
+    timings = doc["timings"]
+    assert timings["preprocess_s"] > 0 and timings["asr_s"] > 0 and timings["postprocess_s"] > 0
+    assert timings["total_s"] >= timings["asr_s"]
+    assert doc["real_time_factor"] > 0
+    assert doc["text"] == "".join(s["text"] for s in segments).strip()
+    # The random LLM cannot reproduce the words: the raw text is kept, with the reason.
+    assert doc["punctuation"]["applied"] is False and "words" in doc["punctuation"]["reason"]
+    assert doc["summary"]["summary"] is None and doc["summary"]["reason"]
+    assert doc["models"] == {"asr": "tiny-random", "llm": "tiny-random"}
+    assert doc["request_id"] == r.headers["x-request-id"]
+
+
+def test_long_audio_is_cut_into_windows(graph):
+    audio = np.concatenate([tone(40.0), np.zeros(16000 * 35, np.float32)])  # 75 s -> 3 windows
+    r = post(graph, encode(audio, 16000, "flac"), "long.flac", punctuate="false", summarize="false")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["duration_s"] == pytest.approx(75.0, abs=0.05)
+    assert {s["window"] for s in doc["segments"]} <= {0, 1, 2}
+    assert all(0 <= s["start"] <= s["end"] <= 75.0 for s in doc["segments"])
+    assert doc["punctuation"]["reason"] == "not requested"
+    assert doc["timings"]["postprocess_s"] < doc["timings"]["asr_s"]
+
+
+def test_language_and_task_are_honoured(graph):
+    data = (SHARED_AUDIO / "jfk.wav").read_bytes()
+    r = post(graph, data, "jfk.wav", language="German", task="translate", summarize="false")
+    assert r.status_code == 200, r.text
+    assert r.json()["language"] == "de" and r.json()["task"] == "translate"
+
+
+def _bad_inputs():
+    too_long = encode(np.zeros(16000 * (TEST_MAX_DURATION_S + 30), np.float32), 16000, "flac")
+    assert len(too_long) < TEST_MAX_UPLOAD_MB * 1024 * 1024
+    return [
+        ("missing file", None, 400, "missing_file"),
+        ("empty file", b"", 400, "empty_file"),
+        ("not audio", b"this is a text file, not audio\n" * 50, 415, "unsupported_media"),
+        ("no audio stream", video_only_mp4(), 415, "no_audio_stream"),
+        ("too long", too_long, 413, "audio_too_long"),
+        ("too large", np.random.default_rng(0).bytes(TEST_MAX_UPLOAD_MB * 1024 * 1024 + 10), 413,
+         "file_too_large"),
+    ]
+
+
+@pytest.mark.parametrize("name,data,status,code", _bad_inputs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_input_gets_its_4xx_then_a_good_request_succeeds(graph, name, data, status, code):
+    r = post(graph, data)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == code
+    assert error["type"] == "invalid_request_error"
+    assert len(error["message"]) > 20
+    ok = post(graph, (SHARED_AUDIO / "jfk.wav").read_bytes(), "jfk.wav", summarize="false")
+    assert ok.status_code == 200, ok.text
+
+
+def test_bad_parameters_are_named(graph):
+    data = (SHARED_AUDIO / "jfk.wav").read_bytes()
+    for field, value in [("language", "klingon"), ("task", "summarise"), ("punctuate", "maybe")]:
+        r = post(graph, data, "jfk.wav", **{field: value})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == field
+
+
+def test_chunked_upload_over_the_limit_is_refused(graph):
+    chunk = b"\0" * 65536
+    limit = TEST_MAX_UPLOAD_MB * 1024 * 1024
+    boundary = "speechgraphboundary"
+
+    def body():  # a generator body is sent chunked, with no Content-Length
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+               "Content-Type: application/octet-stream\r\n\r\n").encode()
+        for _ in range(limit // len(chunk) + 8):
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = requests.post(f"{graph}/v1/transcribe", data=body(), timeout=60,
+                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "file_too_large"
+
+
+def test_healthz_reports_every_stage(graph):
+    r = requests.get(f"{graph}/healthz", timeout=30)
+    assert r.status_code == 200
+    stages = r.json()["stages"]
+    assert set(stages) == {"preprocess", "asr", "postprocess"}
+    assert all(s["running_replicas"] >= 1 and s["status"] == "HEALTHY" for s in stages.values())
+
+
+def test_asr_and_llm_share_one_logical_gpu_and_run_on_cpu(graph):
+    r = requests.get(f"{graph}/v1/models", timeout=30)
+    assert r.status_code == 200
+    stages = r.json()["stages"]
+    asr, llm = stages["asr"], stages["postprocess"]
+    assert asr["gpu_ids"] == ["0"] and llm["gpu_ids"] == ["0"], "both placed on the one GPU"
+    assert asr["node_id"] == llm["node_id"]
+    assert asr["device"] == "cpu" and llm["device"] == "cpu", "no CUDA device is really there"
+    assert asr["dtype"] == "float32" and llm["dtype"] == "float32"
+    assert stages["preprocess"]["gpu_ids"] == []
+    for s in stages.values():
+        assert s["replicas"] >= 1 and s["load_s"] >= 0
+
+
+def test_driver_receives_object_refs_not_audio(graph):
+    handle = serve.get_deployment_handle("preprocess", app_name="speechgraph")
+    data = (SHARED_AUDIO / "jfk.flac").read_bytes()
+    plan = handle.remote(data).result(timeout_s=60)
+    assert plan.refs and all(isinstance(ref, ray.ObjectRef) for ref in plan.refs)
+    assert len(plan.refs) == len(plan.windows)
+    window = ray.get(plan.refs[0])
+    assert isinstance(window, np.ndarray) and window.dtype == np.float32
+    assert window.size == plan.windows[0].end - plan.windows[0].start
+
+
+def test_in_process_runner_gives_the_same_segments(graph):
+    from pipeline.runner import InProcessPipeline
+
+    runner = InProcessPipeline(tiny_settings())
+    for name in ["jfk.flac", "librispeech-1995-1837-0001.wav"]:
+        data = (SHARED_AUDIO / name).read_bytes()
+        local = runner.transcribe(data, summarize=False)
+        r = post(graph, data, name, summarize="false")
+        assert r.status_code == 200, r.text
+        remote = r.json()
+        assert remote["language"] == local.language
+        assert remote["duration_s"] == pytest.approx(local.duration_s)
+        assert [(s["start"], s["end"], s["text"], s["tokens"]) for s in remote["segments"]] == \
+               [(s.start, s.end, s.text, s.tokens) for s in local.segments]
+        assert remote["punctuation"] == local.punctuation.model_dump()
