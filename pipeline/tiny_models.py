@@ -125,8 +125,8 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
 
     specials, timestamps = whisper_special_tokens()
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
-    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials],
-                         special_tokens=True)
+    tokenizer.add_special_tokens({"extra_special_tokens": [
+        AddedToken(t, special=True, normalized=False) for t in ["<|endoftext|>", *specials]]})
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps])
     ids = tokenizer.convert_tokens_to_ids
     assert ids("<|startoftranscript|>") == endoftext_id + 1

@@ -8,9 +8,21 @@ audio="${1:-../shared/fixtures/audio/jfk.flac}"
 url="http://127.0.0.1:8000"
 log="$(mktemp -t speechgraph-serve.XXXXXX.log)"
 
+if curl -s -o /dev/null "$url/healthz"; then
+  echo "something already answers on $url; stop it first (a serve run left running?)" >&2; exit 1
+fi
+# Job control on: a background job of a script otherwise ignores SIGINT, and SIGINT is how
+# `serve run` is asked to shut the graph and its local Ray cluster down cleanly.
+set -m
 .venv/bin/serve run configs/tiny.yaml >"$log" 2>&1 &
 server=$!
-trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+set +m
+stop() {
+  kill -INT "$server" 2>/dev/null || return 0
+  for _ in $(seq 1 60); do kill -0 "$server" 2>/dev/null || return 0; sleep 1; done
+  kill -KILL "$server" 2>/dev/null || true
+}
+trap stop EXIT
 
 echo "starting the graph (serve run configs/tiny.yaml; log: $log) ..." >&2
 for _ in $(seq 1 300); do
