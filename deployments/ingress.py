@@ -16,8 +16,8 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
-from ray.exceptions import RayTaskError
-from ray.serve.exceptions import BackPressureError
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
@@ -86,6 +86,23 @@ async def _overloaded(request: Request, exc: BackPressureError) -> JSONResponse:
     return JSONResponse(error_body("The service is at capacity. Retry after a short wait.",
                                    code="overloaded", type="overloaded_error"),
                         status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+@api.exception_handler(RayActorError)
+@api.exception_handler(DeploymentUnavailableError)
+async def _stage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("stage unavailable: %s", exc.__class__.__name__)
+    return JSONResponse(error_body("A pipeline stage is restarting or unavailable. Retry after a "
+                                   "short wait.", code="stage_unavailable", type="server_error"),
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+@api.exception_handler(Exception)
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # A bug, not the client's fault: still answer in the API's error shape, with the request id.
+    return JSONResponse(error_body(f"Internal error ({exc.__class__.__name__}); the request id in "
+                                   "X-Request-Id identifies it in the logs.", code="internal_error",
+                                   type="server_error"), status_code=500)
 
 
 def _request_id() -> str | None:
