@@ -100,9 +100,9 @@ async def _stage_unavailable(request: Request, exc: Exception) -> JSONResponse:
 @api.exception_handler(Exception)
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     # A bug, not the client's fault: still answer in the API's error shape, with the request id.
-    return JSONResponse(error_body(f"Internal error ({exc.__class__.__name__}); the request id in "
-                                   "X-Request-Id identifies it in the logs.", code="internal_error",
-                                   type="server_error"), status_code=500)
+    return JSONResponse(error_body(f"Internal error ({exc.__class__.__name__}) in request "
+                                   f"{_request_id()}; the replica logs carry that id.",
+                                   code="internal_error", type="server_error"), status_code=500)
 
 
 def _request_id() -> str | None:
@@ -128,6 +128,7 @@ class IngressDeployment:
         punctuate: Annotated[bool, Form(description="Restore punctuation and casing with the LLM.")] = True,
         summarize: Annotated[bool, Form(description="Write a summary with the LLM.")] = True,
     ) -> TranscriptionResult:
+        language = normalize_language(language)
         if file is None:
             raise InvalidParameter("The request has no 'file' part. Send the audio as "
                                    "multipart/form-data in a field named 'file'.", "file", "missing_file")
@@ -135,7 +136,7 @@ class IngressDeployment:
         if not data:
             raise InvalidParameter(f"The uploaded file {file.filename!r} is empty (0 bytes). "
                                    "Send an audio file.", "file", "empty_file")
-        return await self._run(data, language=normalize_language(language), task=task,
+        return await self._run(data, language=language, task=task,
                                punctuate=punctuate, summarize=summarize)
 
     async def _run(self, data: bytes, *, language: str | None, task: Task, punctuate: bool,
