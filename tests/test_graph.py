@@ -163,3 +163,13 @@ def test_in_process_runner_gives_the_same_segments(graph):
         assert [(s["start"], s["end"], s["text"], s["tokens"]) for s in remote["segments"]] == \
                [(s.start, s.end, s.text, s.tokens) for s in local.segments]
         assert remote["punctuation"] == local.punctuation.model_dump()
+
+
+def test_openapi_describes_the_routes_and_form_fields(graph):
+    schema = requests.get(f"{graph}/openapi.json", timeout=30).json()
+    assert {"/v1/transcribe", "/healthz", "/v1/models"} <= set(schema["paths"])
+    body = schema["paths"]["/v1/transcribe"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    fields = schema["components"]["schemas"][ref]["properties"]
+    assert {"file", "language", "task", "punctuate", "summarize"} <= set(fields)
+    assert {"413", "415", "422"} <= set(schema["paths"]["/v1/transcribe"]["post"]["responses"])
