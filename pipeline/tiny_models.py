@@ -87,14 +87,16 @@ def _train_bpe(vocab_size: int, special_tokens: list[str]):
     return tok
 
 
-def whisper_special_tokens() -> tuple[list[str], list[str]]:
-    """Whisper's special tokens in checkpoint order, and its 1501 timestamp tokens."""
+def _language_tokens() -> list[str]:
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-    specials = ["<|startoftranscript|>"]
-    specials += [f"<|{code}|>" for code in LANGUAGES]
-    specials += ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
-                 "<|nocaptions|>", "<|notimestamps|>"]
+    return [f"<|{code}|>" for code in LANGUAGES]
+
+
+def whisper_special_tokens() -> tuple[list[str], list[str]]:
+    """Whisper's special tokens in checkpoint order, and its 1501 timestamp tokens."""
+    specials = ["<|startoftranscript|>", *_language_tokens(), "<|translate|>", "<|transcribe|>",
+                "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
     timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
     return specials, timestamps
 
@@ -167,9 +169,6 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
         embeddings = model.model.decoder.embed_tokens.weight
         embeddings[:256] *= 0.1  # single bytes
         embeddings[ids("<|0.00|>"):] *= 0.2  # timestamps
-    languages = [t for t in specials[1:] if t not in {
-        "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
-        "<|nocaptions|>", "<|notimestamps|>"}]
     model.generation_config = GenerationConfig(
         decoder_start_token_id=ids("<|startoftranscript|>"),
         bos_token_id=endoftext_id,
@@ -179,7 +178,7 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
         begin_suppress_tokens=[space_id, endoftext_id],
         suppress_tokens=suppress,
         is_multilingual=True,
-        lang_to_id={tok: ids(tok) for tok in languages},
+        lang_to_id={tok: ids(tok) for tok in _language_tokens()},
         task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
         no_timestamps_token_id=ids("<|notimestamps|>"),
         prev_sot_token_id=ids("<|startofprev|>"),
