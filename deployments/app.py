@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
-from ray.serve.config import AutoscalingConfig
+from ray.serve.config import AutoscalingConfig, BackpressureConfig
 
 from deployments.asr import AsrBatching, AsrDeployment
 from deployments.ingress import IngressDeployment
@@ -57,7 +57,12 @@ class DeploymentOptions(_Strict):
     max_ongoing_requests: int | None = Field(None, ge=1)
     """Requests a replica works on at once."""
     max_queued_requests: int | None = Field(None, ge=-1)
-    """Requests a caller may queue before Serve refuses more (back-pressure); -1 is unlimited."""
+    """Requests a caller may queue before Serve refuses more (back-pressure); -1 is unlimited.
+    Leave the ingress unlimited: its refusals come from Serve's proxy as plain text, while a
+    stage's refusals reach the ingress, which answers them in the API's JSON error shape."""
+    backpressure_config: BackpressureConfig | None = None
+    """The answer to a refused request: ``status_code`` 503 (default) or 429, and
+    ``retry_after_s`` for the ``Retry-After`` header (the ingress sends 2 s when unset)."""
     ray_actor_options: RayActorOptions = RayActorOptions()
     """Resources per replica."""
     user_config: dict[str, Any] | None = None

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from deployments.placement import replica_placement
-from pipeline.schemas import ModelInfo, Task, WindowTranscript
+from pipeline.schemas import ModelInfo, WindowTranscript
 from pipeline.settings import AsrSettings
-from pipeline.whisper import WhisperTranscriber, WindowAudio
+from pipeline.whisper import DecodeOptions, WhisperTranscriber, WindowAudio
 from pipeline.windows import Window
 
 
@@ -33,7 +33,7 @@ class _WindowRequest:
     audio: np.ndarray
     window: Window
     language: str | None
-    task: Task
+    options: DecodeOptions
 
 
 @serve.deployment(name="asr")
@@ -50,19 +50,21 @@ class AsrDeployment:
         return await asyncio.to_thread(self.transcriber.detect_language, audio)
 
     async def transcribe(self, audio: np.ndarray, window: Window, language: str | None,
-                         task: Task) -> WindowTranscript:
+                         options: DecodeOptions) -> WindowTranscript:
         """Transcribe one window (``audio`` arrives resolved from the object store)."""
-        return await self._transcribe_batch(_WindowRequest(audio, window, language, task))
+        return await self._transcribe_batch(_WindowRequest(audio, window, language, options))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _transcribe_batch(self, requests: list[_WindowRequest]) -> list[WindowTranscript]:
+        # Windows decoded with the same options (task, temperature, prompt, word timestamps)
+        # share a generate call; languages may differ within one.
         results: dict[int, WindowTranscript] = {}
-        indexed = sorted(enumerate(requests), key=lambda item: item[1].task)
-        for task, group in groupby(indexed, key=lambda item: item[1].task):
+        indexed = sorted(enumerate(requests), key=lambda item: repr(item[1].options))
+        for options, group in groupby(indexed, key=lambda item: item[1].options):
             group = list(group)
             windows = [WindowAudio(r.audio, r.window.start_s, r.window.index) for _, r in group]
             out = await asyncio.to_thread(self.transcriber.transcribe, windows,
-                                          language=[r.language for _, r in group], task=task)
+                                          language=[r.language for _, r in group], options=options)
             results.update({i: transcript for (i, _), transcript in zip(group, out)})
         return [results[i] for i in range(len(requests))]
 

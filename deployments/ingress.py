@@ -8,28 +8,45 @@ ref argument in the ASR replica, straight from the object store).
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
 
 import asyncio
+import json
 import logging
+import os
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
+from deployments.api_key import ApiKeyAuth, api_keys_from
 from deployments.preprocess import AudioPlan, Rejected
 from deployments.protocol import ErrorResponse, HealthResponse, ModelsResponse, StageHealth, error_body
 from deployments.upload_limit import UploadSizeLimit
 from pipeline.document import build_document, stitch_segments, transcript_text
-from pipeline.errors import InvalidParameter, SpeechgraphError
+from pipeline.errors import InvalidParameter, ModelNotFound, SpeechgraphError
+from pipeline.openai_format import (
+    MEDIA_TYPES,
+    ModelCard,
+    ModelList,
+    Granularity,
+    ResponseFormat,
+    TextDeltaEvent,
+    TextDoneEvent,
+    TranscriptionJson,
+    TranscriptionVerboseJson,
+    output_text,
+    render_openai,
+)
 from pipeline.postprocess import not_requested
-from pipeline.schemas import StageTimings, Task, TranscriptionResult
+from pipeline.schemas import StageTimings, Task, TranscriptionResult, WindowTranscript
 from pipeline.settings import PipelineSettings
-from pipeline.whisper import normalize_language
+from pipeline.whisper import DecodeOptions, normalize_language
 
 log = logging.getLogger("ray.serve")
 
@@ -43,15 +60,16 @@ api = FastAPI(
 )
 
 
-def _max_upload_bytes() -> int:
-    # Serve runs a frozen copy of `api` in the replica, so the limit is read from the replica's
-    # deployment object rather than stored on the app.
-    return serve.get_replica_context().servable_object.settings.audio.max_upload_bytes
+# Serve runs a frozen copy of `api` in the replica, so the middlewares read their settings from
+# the replica's deployment object rather than from state stored on the app.
+def _ingress() -> "IngressDeployment":
+    return serve.get_replica_context().servable_object
 
 
-api.add_middleware(UploadSizeLimit, max_bytes=_max_upload_bytes)
+api.add_middleware(UploadSizeLimit, max_bytes=lambda: _ingress().settings.audio.max_upload_bytes)
+api.add_middleware(ApiKeyAuth, keys=lambda: _ingress().api_keys)  # outermost: runs first
 
-_ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 422, 503)}
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 422, 429, 503)}
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -83,9 +101,14 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 @api.exception_handler(BackPressureError)
 async def _overloaded(request: Request, exc: BackPressureError) -> JSONResponse:
+    # A stage's queue is full (its max_queued_requests); the deployment's backpressure_config
+    # picks 429 or 503 and the delay.
+    err = _cause(exc)
+    retry_after = err.retry_after_s if err.retry_after_s is not None else RETRY_AFTER_S
     return JSONResponse(error_body("The service is at capacity. Retry after a short wait.",
-                                   code="overloaded", type="overloaded_error"),
-                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+                                   code="overloaded",
+                                   type="rate_limit_error" if err.status_code == 429 else "overloaded_error"),
+                        status_code=err.status_code, headers={"Retry-After": str(max(1, round(retry_after)))})
 
 
 @api.exception_handler(RayActorError)
@@ -110,6 +133,44 @@ def _request_id() -> str | None:
     return serve.context._get_serve_request_context().request_id or None
 
 
+def _sse(event) -> str:
+    return f"data: {event.model_dump_json(exclude_none=True)}\n\n"
+
+
+def _sse_error(body: dict) -> str:
+    return f"data: {json.dumps(body)}\n\n"
+
+
+async def _replay(items: list) -> AsyncIterator:
+    for item in items:
+        yield item
+
+
+_FILE = Annotated[UploadFile | None, File(description="Audio file (wav, flac, mp3, ogg/opus, m4a, webm, mp4).")]
+_MODEL = Annotated[str | None, Form(description="A model name from GET /v1/models (e.g. whisper-1); "
+                                                "the configured ASR model when left out.")]
+_PROMPT = Annotated[str | None, Form(description="Text that came before, to guide style and spelling.")]
+_FORMAT = Annotated[ResponseFormat, Form(description="json, text, srt, verbose_json or vtt.")]
+_TEMPERATURE = Annotated[float, Form(ge=0.0, le=1.0, description="0 decodes greedily; up to 1 samples.")]
+_PUNCTUATE = Annotated[bool, Form(description="Extension: restore punctuation and casing with the LLM.")]
+_SUMMARIZE = Annotated[bool, Form(description="Extension: add an LLM summary under the key 'summary'.")]
+_GRANULARITIES = Annotated[list[Granularity] | None, Form(
+    alias="timestamp_granularities[]",
+    description="word and/or segment; word timestamps need response_format=verbose_json.")]
+_GRANULARITIES_PLAIN = Annotated[list[Granularity] | None, Form(
+    alias="timestamp_granularities", description="The same as timestamp_granularities[].")]
+
+_OPENAI_RESPONSES = {
+    200: {"model": TranscriptionJson | TranscriptionVerboseJson,
+          "content": {"text/plain": {"schema": {"type": "string"}},
+          "application/x-subrip": {"schema": {"type": "string"}},
+          "text/vtt": {"schema": {"type": "string"}},
+          "text/event-stream": {"schema": {"type": "string"}}},
+          "description": "The transcript in the asked response_format, or a stream of events."},
+    **_ERRORS,
+}
+
+
 @serve.deployment(name="ingress")
 @serve.ingress(api)
 class IngressDeployment:
@@ -117,18 +178,159 @@ class IngressDeployment:
                  postprocess: DeploymentHandle, settings: PipelineSettings):
         self.stages = {"preprocess": preprocess, "asr": asr, "postprocess": postprocess}
         self.settings = settings
+        self.api_keys = api_keys_from(os.environ.get(settings.api.api_key_env))
+        self.model_names = list(dict.fromkeys([*settings.api.model_aliases, settings.asr.model]))
+        self.started_at = int(time.time())
+        log.info("ingress ready; models %s; API key %s", self.model_names,
+                 "required" if self.api_keys else "not required")
+
+    # --- the document route -------------------------------------------------------------------
 
     @api.post("/v1/transcribe", response_model=TranscriptionResult, responses=_ERRORS,
               summary="Transcribe an audio file (segments, punctuated text, summary)")
     async def transcribe(
         self,
-        file: Annotated[UploadFile | None, File(description="Audio file (wav, flac, mp3, ogg/opus, m4a, webm).")] = None,
+        file: _FILE = None,
         language: Annotated[str | None, Form(description="Language code; detected when left out.")] = None,
         task: Annotated[Task, Form(description="transcribe, or translate into English.")] = "transcribe",
         punctuate: Annotated[bool, Form(description="Restore punctuation and casing with the LLM.")] = True,
         summarize: Annotated[bool, Form(description="Write a summary with the LLM.")] = True,
     ) -> TranscriptionResult:
         language = normalize_language(language)
+        plan, started = await self._preprocess(file)
+        return await self._finish(self._transcribe_windows(plan, language, DecodeOptions(task=task)),
+                                  plan, started, task=task, punctuate=punctuate, summarize=summarize)
+
+    # --- OpenAI's audio API -------------------------------------------------------------------
+
+    @api.post("/v1/audio/transcriptions", responses=_OPENAI_RESPONSES, response_model=None,
+              summary="Transcribe audio (OpenAI-compatible)")
+    async def openai_transcriptions(
+        self,
+        file: _FILE = None,
+        model: _MODEL = None,
+        language: Annotated[str | None, Form(description="ISO-639-1 code; detected when left out.")] = None,
+        prompt: _PROMPT = None,
+        response_format: _FORMAT = "json",
+        temperature: _TEMPERATURE = 0.0,
+        timestamp_granularities: _GRANULARITIES = None,
+        timestamp_granularities_plain: _GRANULARITIES_PLAIN = None,
+        stream: Annotated[bool, Form(description="Stream transcript.text.delta events, then "
+                                                 "transcript.text.done (json or text only).")] = False,
+        punctuate: _PUNCTUATE = False,
+        summarize: _SUMMARIZE = False,
+    ):
+        granularities = frozenset((timestamp_granularities or []) + (timestamp_granularities_plain or []))
+        if "word" in granularities and response_format != "verbose_json":
+            raise InvalidParameter("Word timestamps come only with response_format=verbose_json, as in "
+                                   "OpenAI's API. Ask for verbose_json, or leave out 'word'.",
+                                   "timestamp_granularities[]")
+        if stream and response_format not in ("json", "text"):
+            raise InvalidParameter(f"stream=true works with response_format json or text, not "
+                                   f"{response_format!r}.", "stream")
+        return await self._openai(file, model=model, language=normalize_language(language),
+                                  options=DecodeOptions(task="transcribe", temperature=temperature,
+                                                        prompt=self._prompt(prompt),
+                                                        word_timestamps="word" in granularities),
+                                  response_format=response_format, granularities=granularities,
+                                  stream=stream, punctuate=punctuate, summarize=summarize)
+
+    @api.post("/v1/audio/translations", responses=_OPENAI_RESPONSES, response_model=None,
+              summary="Translate audio into English text (OpenAI-compatible)")
+    async def openai_translations(
+        self,
+        file: _FILE = None,
+        model: _MODEL = None,
+        prompt: _PROMPT = None,
+        response_format: _FORMAT = "json",
+        temperature: _TEMPERATURE = 0.0,
+        punctuate: _PUNCTUATE = False,
+        summarize: _SUMMARIZE = False,
+    ):
+        return await self._openai(file, model=model, language=None,
+                                  options=DecodeOptions(task="translate", temperature=temperature,
+                                                        prompt=self._prompt(prompt)),
+                                  response_format=response_format, granularities=frozenset(),
+                                  stream=False, punctuate=punctuate, summarize=summarize)
+
+    @api.get("/v1/models", response_model=ModelList, responses=_ERRORS,
+             summary="The model names requests may use (OpenAI's list shape)")
+    async def list_models(self) -> ModelList:
+        return ModelList(data=[self._card(name) for name in self.model_names])
+
+    @api.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=_ERRORS,
+             summary="One model name (404 model_not_found when the service does not serve it)")
+    async def get_model(self, model_id: str) -> ModelCard:
+        return self._card(self._model(model_id))
+
+    def _card(self, name: str) -> ModelCard:
+        return ModelCard(id=name, created=self.started_at)
+
+    def _model(self, name: str | None) -> str:
+        if name is None or name.strip() == "":
+            return self.settings.asr.model
+        if name not in self.model_names:
+            raise ModelNotFound(f"The model {name[:200]!r} does not exist here. Use one of "
+                                f"{', '.join(self.model_names)} (see GET /v1/models).")
+        return name
+
+    def _prompt(self, prompt: str | None) -> str | None:
+        limit = self.settings.api.max_prompt_chars
+        if prompt is not None and len(prompt) > limit:
+            raise InvalidParameter(f"The prompt is {len(prompt)} characters long; the limit is "
+                                   f"{limit}. Send the end of the previous text only.", "prompt")
+        return prompt or None
+
+    async def _openai(self, file: UploadFile | None, *, model: str | None, language: str | None,
+                      options: DecodeOptions, response_format: ResponseFormat,
+                      granularities: frozenset[str], stream: bool, punctuate: bool, summarize: bool):
+        self._model(model)
+        plan, started = await self._preprocess(file)
+        windows = self._transcribe_windows(plan, language, options)
+        if stream:
+            return StreamingResponse(
+                self._stream(windows, plan, started, task=options.task, punctuate=punctuate,
+                             summarize=summarize),
+                media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        result = await self._finish(windows, plan, started, task=options.task, punctuate=punctuate,
+                                    summarize=summarize)
+        body = render_openai(result, response_format, granularities=granularities,
+                             punctuate=punctuate, summarize=summarize)
+        if isinstance(body, dict):
+            return JSONResponse(body)
+        return PlainTextResponse(body, media_type=MEDIA_TYPES[response_format])
+
+    async def _stream(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, started: float,
+                      *, task: Task, punctuate: bool, summarize: bool) -> AsyncIterator[str]:
+        """Server-sent events: a delta per window's finished segments, in order, then done.
+        An error after the stream started is sent as an ``error`` event (the status is 200 by then)."""
+        collected: list[WindowTranscript] = []
+        try:
+            async for window in windows:
+                collected.append(window)
+                text = "".join(s.text for s in sorted(window.segments, key=lambda s: s.start))
+                if len(collected) == 1:
+                    text = text.lstrip()  # as the document's text, which is stripped
+                if text:
+                    yield _sse(TextDeltaEvent(delta=text))
+            result = await self._finish(_replay(collected), plan, started, task=task,
+                                        punctuate=punctuate, summarize=summarize)
+            done = TextDoneEvent(text=output_text(result),
+                                 punctuation=result.punctuation if punctuate else None,
+                                 summary=result.summary if summarize else None)
+            yield _sse(done)
+        except SpeechgraphError as exc:
+            err = _cause(exc)
+            yield _sse_error(error_body(str(err.args[0]), code=err.code, type=err.type, param=err.param))
+        except Exception as exc:  # the client already has a 200: tell it in the stream
+            log.exception("stream failed")
+            yield _sse_error(error_body(f"The transcription failed ({exc.__class__.__name__}) in "
+                                        f"request {_request_id()}. Retry the request.",
+                                        code="internal_error", type="server_error"))
+
+    # --- the graph ----------------------------------------------------------------------------
+
+    async def _preprocess(self, file: UploadFile | None) -> tuple[AudioPlan, float]:
         if file is None:
             raise InvalidParameter("The request has no 'file' part. Send the audio as "
                                    "multipart/form-data in a field named 'file'.", "file", "missing_file")
@@ -136,26 +338,35 @@ class IngressDeployment:
         if not data:
             raise InvalidParameter(f"The uploaded file {file.filename!r} is empty (0 bytes). "
                                    "Send an audio file.", "file", "empty_file")
-        return await self._run(data, language=language, task=task,
-                               punctuate=punctuate, summarize=summarize)
-
-    async def _run(self, data: bytes, *, language: str | None, task: Task, punctuate: bool,
-                   summarize: bool) -> TranscriptionResult:
         started = time.perf_counter()
         plan: AudioPlan | Rejected = await self.stages["preprocess"].remote(data)
         if isinstance(plan, Rejected):
             raise plan.error
-        preprocessed = time.perf_counter()
+        return plan, started
 
+    async def _transcribe_windows(self, plan: AudioPlan, language: str | None,
+                                  options: DecodeOptions) -> AsyncIterator[WindowTranscript]:
+        """Every window goes to ASR at once (Serve spreads them over replicas and batches);
+        results are yielded in window order as soon as each and those before it are done."""
         asr = self.stages["asr"]
         language = language or self.settings.asr.default_language
         if language is None:
             language = await asr.detect_language.remote(plan.refs[0])
-        windows = await asyncio.gather(*(asr.transcribe.remote(ref, window, language, task)
-                                         for ref, window in zip(plan.refs, plan.windows)))
-        segments = stitch_segments(windows)
-        transcribed = time.perf_counter()
+        responses = [asr.transcribe.remote(ref, window, language, options)
+                     for ref, window in zip(plan.refs, plan.windows)]
+        try:
+            for response in responses:
+                yield await response
+        finally:
+            for response in responses:
+                response.cancel()
 
+    async def _finish(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, started: float,
+                      *, task: Task, punctuate: bool, summarize: bool) -> TranscriptionResult:
+        preprocessed = time.perf_counter()
+        transcripts = [w async for w in windows]
+        segments = stitch_segments(transcripts)
+        transcribed = time.perf_counter()
         if punctuate or summarize:
             post = await self.stages["postprocess"].remote(transcript_text(segments), punctuate, summarize)
         else:
@@ -163,10 +374,12 @@ class IngressDeployment:
         finished = time.perf_counter()
         timings = StageTimings(preprocess_s=preprocessed - started, asr_s=transcribed - preprocessed,
                                postprocess_s=finished - transcribed, total_s=finished - started)
-        return build_document(language=language, task=task, duration_s=plan.duration_s,
+        return build_document(language=transcripts[0].language, task=task, duration_s=plan.duration_s,
                               segments=segments, post=post, timings=timings,
                               models={"asr": self.settings.asr.model, "llm": self.settings.llm.model},
                               request_id=_request_id())
+
+    # --- operations ---------------------------------------------------------------------------
 
     @api.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}},
              summary="200 when every stage has a running replica")
@@ -176,9 +389,9 @@ class IngressDeployment:
         body = HealthResponse(status="ok" if ok else "unavailable", stages=stages)
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
-    @api.get("/v1/models", response_model=ModelsResponse,
+    @api.get("/v1/stages", response_model=ModelsResponse, responses=_ERRORS,
              summary="Each stage's model, device, dtype, load time and replica count")
-    async def models(self) -> ModelsResponse:
+    async def stages_info(self) -> ModelsResponse:
         health, infos = await asyncio.gather(
             self._stage_health(),
             asyncio.gather(*(handle.model_info.remote() for handle in self.stages.values())))
@@ -197,4 +410,3 @@ class IngressDeployment:
             result[name] = StageHealth(deployment=name, status=str(d.status.value) if d else "MISSING",
                                        running_replicas=running)
         return result
-

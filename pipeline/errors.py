@@ -31,3 +31,11 @@ class InvalidParameter(SpeechgraphError):
         self.args = (message, param, code)
         self.param = param
         self.code = code
+
+
+class ModelNotFound(SpeechgraphError):
+    """The request names a model the service does not serve (it never loads one on demand)."""
+
+    code = "model_not_found"
+    status = 404
+    param = "model"

@@ -13,11 +13,21 @@ class _Schema(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True)
 
 
+class Word(_Schema):
+    """A word, timed from the start of the file by cross-attention alignment."""
+
+    word: str
+    start: float
+    end: float
+
+
 class Segment(_Schema):
     """A stretch of speech with its text, timed from the start of the file."""
 
     id: int
     """Position in the document (0-based)."""
+    seek: int = 0
+    """Start of the decoding window it came from, in 10 ms frames (as Whisper counts)."""
     start: float
     """Start, in seconds from the start of the file."""
     end: float
@@ -26,6 +36,16 @@ class Segment(_Schema):
     """Text as Whisper wrote it."""
     tokens: list[int] = Field(default_factory=list)
     """Whisper token ids of the text (timestamp tokens excluded)."""
+    temperature: float = 0.0
+    """Sampling temperature of the decoding (0 is greedy)."""
+    avg_logprob: float = 0.0
+    """Mean token log-probability of the window's decoding (low means unsure)."""
+    compression_ratio: float = 0.0
+    """zlib compression ratio of the window's text (high means repetition)."""
+    no_speech_prob: float = 0.0
+    """Probability the model gave to "no speech" for the window."""
+    words: list[Word] = Field(default_factory=list)
+    """Words with their times (only when word timestamps were asked for)."""
     window: int = 0
     """Index of the audio window the segment came from."""
 

@@ -89,9 +89,26 @@ class LlmSettings(_Settings):
     """Extra keyword arguments for ``vllm.LLM`` (e.g. ``max_model_len``)."""
 
 
+class ApiSettings(_Settings):
+    """The HTTP API: model names clients may ask for, and the API key."""
+
+    model_aliases: list[str] = ["whisper-1"]
+    """Names accepted in a request's ``model`` besides the ASR model's own name (``asr.model``).
+    Any other name is refused with 404 ``model_not_found``: a request never picks a checkpoint."""
+
+    api_key_env: str = "SPEECHGRAPH_API_KEY"
+    """Environment variable holding the API key (several keys: comma-separated, for rotation).
+    When it is set and not empty, every ``/v1`` request needs ``Authorization: Bearer KEY``;
+    unset (local use) means no authentication. In Kubernetes it comes from a Secret."""
+
+    max_prompt_chars: int = Field(4096, ge=0)
+    """Longest ``prompt`` accepted, in characters (Whisper then keeps its last 223 tokens)."""
+
+
 class PipelineSettings(_Settings):
     """Everything the three stages need; Ray-free."""
 
+    api: ApiSettings = ApiSettings()
     audio: AudioSettings = AudioSettings()
     asr: AsrSettings = AsrSettings()
     llm: LlmSettings = LlmSettings()

@@ -1,10 +1,19 @@
-"""Whisper through transformers: batched generation over windows, segment timestamps.
+"""Whisper through transformers: batched generation over windows, segment and word timestamps.
 
 Each window (at most 30 s) is decoded in one ``generate`` pass (``force_unique_generate_call``),
 the way batched WhisperX/faster-whisper work: windows are independent, so many windows of many
 requests go through one batched call, and segment times come from Whisper's timestamp tokens,
 clamped to the window (a model may predict a timestamp past the end of a short window) and moved
 to absolute time by the window's offset.
+
+The encoder runs once per batch and its output is shared by language detection, ``generate``
+and a one-pass *scoring* forward of the decoder over the generated tokens. That pass gives what
+OpenAI's ``verbose_json`` reports per decoding window: ``avg_logprob`` (raw model log-probabilities,
+before Whisper's suppress rules) and ``no_speech_prob`` (the no-speech token at the
+start-of-transcript position), without asking ``generate`` for per-step scores, which
+transformers only returns together with attention weights. Word timestamps come from
+transformers' token timestamps: dynamic time warping over the cross-attention of the checkpoint's
+alignment heads.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +32,7 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGU
 
 from pipeline.devices import dtype_name, memory_in_use_bytes, resolve_device, resolve_dtype
 from pipeline.errors import InvalidParameter
-from pipeline.schemas import ModelInfo, Segment, Task, WindowTranscript
+from pipeline.schemas import ModelInfo, Segment, Task, WindowTranscript, Word
 from pipeline.settings import AsrSettings
 from pipeline.tiny_models import resolve_model_path
 
@@ -49,6 +59,25 @@ def normalize_language(language: str | None) -> str | None:
     raise InvalidParameter(
         f"Unknown language {language!r}. Give an ISO-639-1 code Whisper knows (e.g. 'en', 'de') "
         "or leave it out to detect the language.", param="language")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode; windows with equal options share one batched ``generate`` call."""
+
+    task: Task = "transcribe"
+    temperature: float = 0.0
+    """0 decodes greedily; above 0 samples at that temperature."""
+    prompt: str | None = None
+    """Text that came before (style, spelling of names), given to the decoder as previous text."""
+    word_timestamps: bool = False
+    """Also time each word (costs the cross-attention weights of the alignment heads)."""
+
+
+def compression_ratio(text: str) -> float:
+    """zlib compression ratio of the text, as Whisper reports it (high means repetition)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,10 @@ class WhisperTranscriber:
         self.generation_config.max_new_tokens = settings.max_new_tokens
         self.timestamp_begin = self.tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
         self.eos_token_id = self.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        # large-v3 calls it <|nospeech|>, earlier checkpoints <|nocaptions|>.
+        self.no_speech_token_id = next(
+            tid for tid in map(self.tokenizer.convert_tokens_to_ids, ["<|nospeech|>", "<|nocaptions|>"])
+            if tid is not None and tid != self.tokenizer.unk_token_id)
         self._id_to_language = {tid: tok.strip("<|>") for tok, tid in
                                 self.generation_config.lang_to_id.items()}
         self.load_s = time.perf_counter() - started
@@ -91,50 +124,108 @@ class WhisperTranscriber:
                          device=self.device.type, dtype=dtype_name(self.dtype), load_s=self.load_s,
                          memory_bytes=memory_in_use_bytes(self.device))
 
-    def _features(self, audios: Sequence[np.ndarray]) -> torch.Tensor:
-        features = self.processor.feature_extractor(
-            list(audios), sampling_rate=self.sample_rate, return_tensors="pt").input_features
-        return features.to(self.device, self.dtype)
+    def _features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel features (padded to 30 s) and the mask of frames that hold audio."""
+        inputs = self.processor.feature_extractor(
+            list(audios), sampling_rate=self.sample_rate, return_tensors="pt",
+            return_attention_mask=True)
+        return inputs.input_features.to(self.device, self.dtype), inputs.attention_mask
+
+    def _encode(self, audios: Sequence[np.ndarray]):
+        features, mask = self._features(audios)
+        return self.model.get_encoder()(features), mask
 
     @torch.inference_mode()
     def detect_language(self, audio: np.ndarray) -> str:
         """Whisper's most likely language for a window of audio."""
-        return self._detect(self._features([audio]))[0]
+        encoded, _ = self._encode([audio])
+        return self._detect(encoded)[0]
 
-    def _detect(self, features: torch.Tensor) -> list[str]:
-        ids = self.model.detect_language(features, generation_config=self.generation_config)
+    def _detect(self, encoded) -> list[str]:
+        ids = self.model.detect_language(encoder_outputs=encoded, generation_config=self.generation_config)
         return [self._id_to_language[int(i)] for i in ids]
 
     @torch.inference_mode()
     def transcribe(self, windows: Sequence[WindowAudio], *, language: str | Sequence[str | None] | None,
-                   task: Task = "transcribe") -> list[WindowTranscript]:
+                   task: Task = "transcribe", options: DecodeOptions | None = None) -> list[WindowTranscript]:
         """Transcribe windows in one batched ``generate`` call.
 
         ``language`` is one code for all windows, one per window, or ``None`` to detect it per
-        window. Segment ids are per window (0-based); the document renumbers them.
+        window. ``options`` (task, temperature, prompt, word timestamps) apply to every window;
+        ``task`` is a shorthand when only the task differs from the defaults. Segment ids are per
+        window (0-based); the document renumbers them.
         """
+        options = options or DecodeOptions(task=task)
         if not windows:
             return []
-        features = self._features([w.audio for w in windows])
+        encoded, mask = self._encode([w.audio for w in windows])
         languages = ([language] * len(windows) if language is None or isinstance(language, str)
                      else list(language))
         missing = [i for i, lang in enumerate(languages) if lang is None]
         if missing:
-            for i, detected in zip(missing, self._detect(features[missing])):
+            subset = type(encoded)(last_hidden_state=encoded.last_hidden_state[missing])
+            for i, detected in zip(missing, self._detect(subset)):
                 languages[i] = detected
+        prompt_ids = self._prompt_ids(options.prompt)
         output = self.model.generate(
-            features,
+            encoder_outputs=encoded,
+            attention_mask=mask if options.word_timestamps else None,
             generation_config=self.generation_config,
             language=languages,
-            task=task,
+            task=options.task,
+            prompt_ids=prompt_ids,
+            temperature=options.temperature,
             return_timestamps=True,
             return_segments=True,
+            return_token_timestamps=options.word_timestamps,
             force_unique_generate_call=True,
         )
-        return [WindowTranscript(window=w.index, language=lang, segments=self._segments(raw, w))
-                for raw, w, lang in zip(output["segments"], windows, languages)]
+        prefix_len = (0 if prompt_ids is None else len(prompt_ids)) + 3  # <|sot|><|lang|><|task|>
+        scores = self._score(encoded, output["sequences"], prefix_len)
+        results = []
+        for raw, w, lang, (avg_logprob, no_speech_prob) in zip(output["segments"], windows, languages, scores):
+            segments = self._segments(raw, w, options)
+            ratio = round(compression_ratio("".join(s.text for s in segments)), 4)
+            segments = [s.model_copy(update={"avg_logprob": avg_logprob, "no_speech_prob": no_speech_prob,
+                                             "compression_ratio": ratio}) for s in segments]
+            results.append(WindowTranscript(window=w.index, language=lang, segments=segments))
+        return results
 
-    def _segments(self, raw_segments: list[dict], window: WindowAudio) -> list[Segment]:
+    def _prompt_ids(self, prompt: str | None) -> torch.Tensor | None:
+        """``<|startofprev|>`` and the prompt's last tokens: as many as Whisper's context leaves
+        beside the start tokens and ``max_new_tokens`` (at most 223, as OpenAI's Whisper keeps)."""
+        if not prompt or not prompt.strip():
+            return None
+        room = min(223, self.model.config.max_target_positions - self.generation_config.max_new_tokens - 4)
+        if room <= 0:
+            return None
+        ids = self.processor.get_prompt_ids(prompt, return_tensors="pt")
+        return torch.cat([ids[:1], ids[1:][-room:]]).to(self.device)
+
+    def _score(self, encoded, sequences: torch.Tensor, prefix_len: int) -> list[tuple[float, float]]:
+        """(avg_logprob, no_speech_prob) per window, from one decoder forward over the output.
+
+        As in Whisper, the average is over the generated tokens and the end-of-text token,
+        divided by the number of generated tokens + 1; the no-speech probability is read at the
+        start-of-transcript position.
+        """
+        sequences = sequences.to(self.device)
+        logits = self.model(encoder_outputs=encoded, decoder_input_ids=sequences[:, :-1]).logits.float()
+        targets = sequences[:, 1:]
+        token_logprobs = logits.gather(-1, targets[..., None])[..., 0] - logits.logsumexp(-1)
+        sot = prefix_len - 3
+        no_speech = logits[:, sot].softmax(-1)[:, self.no_speech_token_id]
+        results = []
+        for row in range(sequences.shape[0]):
+            generated = sequences[row, prefix_len:]
+            ends = (generated == self.eos_token_id).nonzero()
+            n = int(ends[0]) if len(ends) else generated.numel()
+            counted = min(n + 1, generated.numel())  # the generated tokens and the end-of-text
+            total = token_logprobs[row, prefix_len - 1:prefix_len - 1 + counted].sum()
+            results.append((round(float(total) / (n + 1), 4), round(float(no_speech[row]), 4)))
+        return results
+
+    def _segments(self, raw_segments: list[dict], window: WindowAudio, options: DecodeOptions) -> list[Segment]:
         duration = window.audio.shape[-1] / self.sample_rate
         segments: list[Segment] = []
         for raw in raw_segments:
@@ -142,11 +233,39 @@ class WhisperTranscriber:
             end = min(max(float(raw["end"]), start), duration)
             if start >= duration:
                 break
-            tokens = [t for t in raw["tokens"].tolist() if t < self.eos_token_id]
+            all_tokens = raw["tokens"].tolist()
+            tokens = [t for t in all_tokens if t < self.eos_token_id]
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             if not text.strip():
                 continue
-            segments.append(Segment(id=len(segments), start=round(window.offset_s + start, 3),
+            words = (self._words(all_tokens, raw["token_timestamps"].tolist(), start, end, window.offset_s)
+                     if options.word_timestamps else [])
+            segments.append(Segment(id=len(segments), seek=round(window.offset_s * 100),
+                                    start=round(window.offset_s + start, 3),
                                     end=round(window.offset_s + end, 3), text=text, tokens=tokens,
-                                    window=window.index))
+                                    temperature=options.temperature, words=words, window=window.index))
         return segments
+
+    def _words(self, tokens: list[int], times: list[float], start: float, end: float,
+               offset: float) -> list[Word]:
+        """Group text tokens into words (a word starts at a token that begins with a space) and
+        time each from its first token to the token after its last, within the segment."""
+        groups: list[list[int]] = []  # positions in `tokens`
+        for i, token in enumerate(tokens):
+            if token >= self.eos_token_id:
+                continue
+            piece = self.tokenizer.convert_ids_to_tokens(token)
+            if not groups or piece.startswith("Ġ"):
+                groups.append([i])
+            else:
+                groups[-1].append(i)
+        words = []
+        for group in groups:
+            text = self.tokenizer.decode([tokens[i] for i in group], skip_special_tokens=True).strip()
+            if not text:
+                continue
+            after = group[-1] + 1
+            w_start = min(max(times[group[0]], start), end)
+            w_end = min(max(times[after] if after < len(times) else end, w_start), end)
+            words.append(Word(word=text, start=round(offset + w_start, 3), end=round(offset + w_end, 3)))
+        return words

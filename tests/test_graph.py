@@ -124,7 +124,7 @@ def test_healthz_reports_every_stage(graph):
 
 
 def test_asr_and_llm_share_one_logical_gpu_and_run_on_cpu(graph):
-    r = requests.get(f"{graph}/v1/models", timeout=30)
+    r = requests.get(f"{graph}/v1/stages", timeout=30)
     assert r.status_code == 200
     stages = r.json()["stages"]
     asr, llm = stages["asr"], stages["postprocess"]
@@ -167,7 +167,7 @@ def test_in_process_runner_gives_the_same_segments(graph):
 
 def test_openapi_describes_the_routes_and_form_fields(graph):
     schema = requests.get(f"{graph}/openapi.json", timeout=30).json()
-    assert {"/v1/transcribe", "/healthz", "/v1/models"} <= set(schema["paths"])
+    assert {"/v1/transcribe", "/healthz", "/v1/models", "/v1/stages", "/v1/audio/transcriptions", "/v1/audio/translations"} <= set(schema["paths"])
     body = schema["paths"]["/v1/transcribe"]["post"]["requestBody"]["content"]["multipart/form-data"]
     ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
     fields = schema["components"]["schemas"][ref]["properties"]

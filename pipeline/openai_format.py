@@ -1,0 +1,166 @@
+"""OpenAI's audio API shapes: response bodies for each ``response_format``, stream events, models.
+
+Kept apart from the HTTP handlers (as vLLM keeps its transcription protocol apart from serving)
+and Ray-free, so the shapes are tested without a cluster. Field names and types follow the
+official ``openai`` SDK's types (``Transcription``, ``TranscriptionVerbose``,
+``TranscriptionTextDeltaEvent``, ...): the SDK parses every answer into those. Post-processing
+results (``punctuation``, ``summary``) are extra keys, present only when a request asked for them,
+so a plain OpenAI request gets a plain OpenAI answer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+from pipeline.formats import to_srt, to_vtt
+from pipeline.schemas import PunctuationResult, Segment, SummaryResult, TranscriptionResult, Word
+
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+Granularity = Literal["word", "segment"]
+
+#: Media type of each response format.
+MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "verbose_json": "application/json",
+    "text": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class DurationUsage(_Body):
+    """Usage, billed by input duration as OpenAI reports it for Whisper."""
+
+    type: Literal["duration"] = "duration"
+    seconds: int
+    """Input audio length in whole seconds, rounded up."""
+
+
+class _Postprocessed(_Body):
+    punctuation: PunctuationResult | None = None
+    """Only when ``punctuate`` was asked for: whether ``text`` is the LLM's punctuated text."""
+    summary: SummaryResult | None = None
+    """Only when ``summarize`` was asked for: the summary, or why there is none."""
+
+
+class TranscriptionJson(_Postprocessed):
+    """``response_format=json``."""
+
+    text: str
+    usage: DurationUsage | None = None
+
+
+class VerboseSegment(_Body):
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+class TranscriptionVerboseJson(_Postprocessed):
+    """``response_format=verbose_json``."""
+
+    task: Literal["transcribe", "translate"]
+    language: str
+    """The language's English name in lower case (``english``), as OpenAI writes it."""
+    duration: float
+    text: str
+    segments: list[VerboseSegment] | None = None
+    """Present unless only word timestamps were asked for."""
+    words: list[Word] | None = None
+    """Present when word timestamps were asked for."""
+    usage: DurationUsage | None = None
+
+
+class TextDeltaEvent(_Body):
+    """Stream event: the text of newly finished segments."""
+
+    type: Literal["transcript.text.delta"] = "transcript.text.delta"
+    delta: str
+
+
+class TextDoneEvent(_Postprocessed):
+    """Stream event, last: the whole text."""
+
+    type: Literal["transcript.text.done"] = "transcript.text.done"
+    text: str
+
+
+class ModelCard(_Body):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    """Unix time the service started."""
+    owned_by: str = "speechgraph"
+
+
+class ModelList(_Body):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def language_name(code: str) -> str:
+    return LANGUAGES.get(code, code)
+
+
+def output_text(result: TranscriptionResult) -> str:
+    """The punctuated text when punctuation was asked for and applied, else Whisper's text."""
+    return result.punctuation.text if result.punctuation.applied else result.text
+
+
+def _postprocessed(result: TranscriptionResult, punctuate: bool, summarize: bool) -> dict:
+    return {"punctuation": result.punctuation if punctuate else None,
+            "summary": result.summary if summarize else None}
+
+
+def _usage(result: TranscriptionResult) -> DurationUsage:
+    return DurationUsage(seconds=math.ceil(result.duration_s))
+
+
+def _dump(body: BaseModel) -> dict:
+    return body.model_dump(mode="json", exclude_none=True)
+
+
+def verbose_segment(segment: Segment) -> VerboseSegment:
+    return VerboseSegment.model_validate(segment.model_dump(exclude={"words", "window"}))
+
+
+def render_openai(result: TranscriptionResult, response_format: ResponseFormat, *,
+                  granularities: frozenset[str] = frozenset(), punctuate: bool = False,
+                  summarize: bool = False) -> dict | str:
+    """The response body: a JSON-able dict for ``json``/``verbose_json``, else text."""
+    if response_format == "text":
+        return output_text(result) + "\n"
+    if response_format == "srt":
+        return to_srt(result.segments)
+    if response_format == "vtt":
+        return to_vtt(result.segments)
+    extra = _postprocessed(result, punctuate, summarize)
+    if response_format == "json":
+        return _dump(TranscriptionJson(text=output_text(result), usage=_usage(result), **extra))
+    with_segments = "segment" in granularities or not granularities
+    body = TranscriptionVerboseJson(
+        task=result.task,
+        language=language_name(result.language),
+        duration=result.duration_s,
+        text=output_text(result),
+        segments=[verbose_segment(s) for s in result.segments] if with_segments else None,
+        words=[w for s in result.segments for w in s.words] if "word" in granularities else None,
+        usage=_usage(result),
+        **extra,
+    )
+    return _dump(body)
