@@ -10,9 +10,11 @@ ref argument in the ASR replica, straight from the object store).
 import asyncio
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator
+from contextlib import contextmanager, suppress
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -77,17 +79,61 @@ def _cause(exc: BaseException) -> BaseException:
     return exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
 
 
+class Overloaded(SpeechgraphError):
+    """A stage's queue is full (its ``max_queued_requests``)."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, status: int = 503, retry_after_s: float = RETRY_AFTER_S):
+        super().__init__(message)
+        self.args = (message, status, retry_after_s)
+        self.status = status
+        self.type = "rate_limit_error" if status == 429 else "overloaded_error"
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+
+
+class StageUnavailable(SpeechgraphError):
+    """A stage has no live replica (starting, restarting, or failed)."""
+
+    code = "stage_unavailable"
+    status = 503
+    type = "server_error"
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+
+
+@contextmanager
+def _stage_errors():
+    """Turn Serve's refusals, raised when a stage is called or awaited, into the API's errors.
+
+    Serve registers its own plain-text handlers for ``BackPressureError`` and
+    ``DeploymentUnavailableError`` on the ingress app, replacing any of ours, so they are
+    converted here, around the calls to the stages.
+    """
+    try:
+        yield
+    except BackPressureError as exc:
+        log.warning("stage refused work: %s", exc)
+        raise Overloaded("The service is at capacity. Retry after a short wait.", exc.status_code,
+                         exc.retry_after_s if exc.retry_after_s is not None else RETRY_AFTER_S) from None
+    except (DeploymentUnavailableError, RayActorError) as exc:
+        log.warning("stage unavailable: %s", exc.__class__.__name__)
+        raise StageUnavailable("A pipeline stage is restarting or unavailable. Retry after a "
+                               "short wait.") from None
+
+
 @api.exception_handler(SpeechgraphError)
 async def _speechgraph_error(request: Request, exc: SpeechgraphError) -> JSONResponse:
     err = _cause(exc)
     return JSONResponse(error_body(str(err.args[0]), code=err.code, type=err.type, param=err.param),
-                        status_code=err.status)
+                        status_code=err.status, headers=getattr(err, "headers", None))
 
 
 @api.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
-    param = str(first["loc"][-1]) if first.get("loc") else None
+    # loc is ("body", field[, list index ...]): the field is the parameter to name.
+    names = [part for part in first.get("loc", ())[1:] if isinstance(part, str)]
+    param = names[0] if names else None
     return JSONResponse(error_body(f"Invalid parameter {param!r}: {first['msg']}.",
                                    code="invalid_parameter", param=param), status_code=400)
 
@@ -97,27 +143,6 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(error_body(str(exc.detail), code=code), status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
-
-
-@api.exception_handler(BackPressureError)
-async def _overloaded(request: Request, exc: BackPressureError) -> JSONResponse:
-    # A stage's queue is full (its max_queued_requests); the deployment's backpressure_config
-    # picks 429 or 503 and the delay.
-    err = _cause(exc)
-    retry_after = err.retry_after_s if err.retry_after_s is not None else RETRY_AFTER_S
-    return JSONResponse(error_body("The service is at capacity. Retry after a short wait.",
-                                   code="overloaded",
-                                   type="rate_limit_error" if err.status_code == 429 else "overloaded_error"),
-                        status_code=err.status_code, headers={"Retry-After": str(max(1, round(retry_after)))})
-
-
-@api.exception_handler(RayActorError)
-@api.exception_handler(DeploymentUnavailableError)
-async def _stage_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("stage unavailable: %s", exc.__class__.__name__)
-    return JSONResponse(error_body("A pipeline stage is restarting or unavailable. Retry after a "
-                                   "short wait.", code="stage_unavailable", type="server_error"),
-                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 @api.exception_handler(Exception)
@@ -339,7 +364,8 @@ class IngressDeployment:
             raise InvalidParameter(f"The uploaded file {file.filename!r} is empty (0 bytes). "
                                    "Send an audio file.", "file", "empty_file")
         started = time.perf_counter()
-        plan: AudioPlan | Rejected = await self.stages["preprocess"].remote(data)
+        with _stage_errors():
+            plan: AudioPlan | Rejected = await self.stages["preprocess"].remote(data)
         if isinstance(plan, Rejected):
             raise plan.error
         return plan, started
@@ -350,16 +376,22 @@ class IngressDeployment:
         results are yielded in window order as soon as each and those before it are done."""
         asr = self.stages["asr"]
         language = language or self.settings.asr.default_language
-        if language is None:
-            language = await asr.detect_language.remote(plan.refs[0])
-        responses = [asr.transcribe.remote(ref, window, language, options)
-                     for ref, window in zip(plan.refs, plan.windows)]
+        responses = []
         try:
-            for response in responses:
-                yield await response
+            with _stage_errors():
+                if language is None:
+                    language = await asr.detect_language.remote(plan.refs[0])
+                responses = [asr.transcribe.remote(ref, window, language, options)
+                             for ref, window in zip(plan.refs, plan.windows)]
+                for response in responses:
+                    yield await response
         finally:
+            # Stop the windows still queued or running when the request ends early (an error, a
+            # client gone). Serve's cancel() re-raises the error of a call that already failed:
+            # nothing is left to stop there.
             for response in responses:
-                response.cancel()
+                with suppress(Exception):
+                    response.cancel()
 
     async def _finish(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, started: float,
                       *, task: Task, punctuate: bool, summarize: bool) -> TranscriptionResult:
@@ -368,7 +400,8 @@ class IngressDeployment:
         segments = stitch_segments(transcripts)
         transcribed = time.perf_counter()
         if punctuate or summarize:
-            post = await self.stages["postprocess"].remote(transcript_text(segments), punctuate, summarize)
+            with _stage_errors():
+                post = await self.stages["postprocess"].remote(transcript_text(segments), punctuate, summarize)
         else:
             post = not_requested()
         finished = time.perf_counter()
@@ -392,9 +425,10 @@ class IngressDeployment:
     @api.get("/v1/stages", response_model=ModelsResponse, responses=_ERRORS,
              summary="Each stage's model, device, dtype, load time and replica count")
     async def stages_info(self) -> ModelsResponse:
-        health, infos = await asyncio.gather(
-            self._stage_health(),
-            asyncio.gather(*(handle.model_info.remote() for handle in self.stages.values())))
+        with _stage_errors():
+            health, infos = await asyncio.gather(
+                self._stage_health(),
+                asyncio.gather(*(handle.model_info.remote() for handle in self.stages.values())))
         return ModelsResponse(stages={
             name: info.model_copy(update={"replicas": health[name].running_replicas})
             for name, info in zip(self.stages, infos)})

@@ -64,3 +64,15 @@ def video_only_mp4(seconds: float = 1.0) -> bytes:
         for packet in stream.encode(None):
             container.mux(packet)
     return buf.getvalue()
+
+
+def empty_wav(sample_rate: int = 16000) -> bytes:
+    """A valid WAV header announcing 0 samples (44 bytes)."""
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+    return buf.getvalue()

@@ -1,0 +1,351 @@
+"""The OpenAI-compatible API, driven with the official ``openai`` client against the real graph.
+
+Every answer must parse into the SDK's own types (or raise its own typed errors); SRT and VTT go
+through independent parsers. A second application on the same cluster has an API key and tiny
+queues, for the 401 and back-pressure cases.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import openai
+import pytest
+import requests
+import srt
+import webvtt
+from openai.types.audio import (
+    Transcription,
+    TranscriptionTextDeltaEvent,
+    TranscriptionTextDoneEvent,
+    TranscriptionVerbose,
+    Translation,
+    TranslationVerbose,
+)
+
+from audio_files import empty_wav, encode, tone
+from conftest import SHARED_AUDIO, graph_args, wait_healthy
+
+# The SDK marks translations (whisper-1 only) deprecated; they are still OpenAI's API.
+pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
+
+JFK = (SHARED_AUDIO / "jfk.wav").read_bytes()
+JFK_SECONDS = 11.0
+
+
+@pytest.fixture(scope="module")
+def client(graph):
+    return openai.OpenAI(base_url=f"{graph}/v1", api_key="not-checked-here", max_retries=0, timeout=120)
+
+
+def audio(data: bytes = JFK, name: str = "jfk.wav"):
+    return (name, io.BytesIO(data), "application/octet-stream")
+
+
+def transcribe(client, **kwargs):
+    kwargs.setdefault("model", "whisper-1")
+    kwargs.setdefault("file", audio())
+    return client.audio.transcriptions.create(**kwargs)
+
+
+# --- response formats -------------------------------------------------------------------------
+
+def test_json_is_openai_transcription_with_duration_usage(client):
+    result = transcribe(client)
+    assert isinstance(result, Transcription)
+    assert result.text and result.text == result.text.strip()
+    assert result.usage.type == "duration" and result.usage.seconds == JFK_SECONDS
+    assert not (result.model_extra or {}), "no extension keys unless asked for"
+
+
+def test_text_matches_json(client):
+    text = transcribe(client, response_format="text")
+    assert isinstance(text, str)
+    assert text.strip() == transcribe(client).text
+
+
+def test_verbose_json_has_every_segment_field(client):
+    result = transcribe(client, response_format="verbose_json", language="en")
+    assert isinstance(result, TranscriptionVerbose)
+    assert result.language == "english" and result.duration == pytest.approx(JFK_SECONDS, abs=0.05)
+    assert result.model_extra["task"] == "transcribe"
+    assert result.words is None, "words only when asked for"
+    assert result.segments
+    assert result.text == "".join(s.text for s in result.segments).strip()
+    for i, seg in enumerate(result.segments):
+        assert seg.id == i and seg.seek == 0  # one window
+        assert 0 <= seg.start <= seg.end <= result.duration
+        assert seg.tokens and seg.temperature == 0.0
+        assert seg.avg_logprob < 0 and 0 <= seg.no_speech_prob <= 1 and seg.compression_ratio > 0
+
+
+def test_detected_language_is_named_as_openai_names_it(client):
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    assert transcribe(client, response_format="verbose_json").language in LANGUAGES.values()
+
+
+def test_word_and_segment_granularities(client):
+    result = transcribe(client, response_format="verbose_json", timestamp_granularities=["word", "segment"])
+    assert result.segments and result.words
+    for word in result.words:
+        assert word.word == word.word.strip() and word.word
+        assert 0 <= word.start <= word.end <= result.duration
+        assert any(s.start <= word.start and word.end <= s.end for s in result.segments)
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts)
+    words_only = transcribe(client, response_format="verbose_json", timestamp_granularities=["word"])
+    assert words_only.words and words_only.segments is None
+    assert [w.word for w in words_only.words] == [w.word for w in result.words]
+
+
+def test_word_timestamps_need_verbose_json(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        transcribe(client, response_format="json", timestamp_granularities=["word"])
+    assert info.value.body["param"] == "timestamp_granularities[]"
+    assert "verbose_json" in info.value.body["message"]
+
+
+def test_srt_cues_match_the_segments(client):
+    segments = transcribe(client, response_format="verbose_json").segments
+    subtitles = list(srt.parse(transcribe(client, response_format="srt")))
+    assert len(subtitles) == len(segments)
+    for cue, seg in zip(subtitles, segments):
+        assert cue.start.total_seconds() == pytest.approx(seg.start, abs=1e-3)
+        assert cue.end.total_seconds() == pytest.approx(seg.end, abs=1e-3)
+        assert cue.content == seg.text.strip()
+
+
+def test_vtt_cues_match_the_segments(client):
+    segments = transcribe(client, response_format="verbose_json").segments
+    captions = webvtt.from_buffer(io.StringIO(transcribe(client, response_format="vtt"))).captions
+    assert len(captions) == len(segments)
+    for cue, seg in zip(captions, segments):
+        assert cue.start_in_seconds + cue.start_time.milliseconds / 1000 == pytest.approx(seg.start, abs=1e-3)
+        assert cue.end_in_seconds + cue.end_time.milliseconds / 1000 == pytest.approx(seg.end, abs=1e-3)
+        assert cue.text == seg.text.strip()
+
+
+def test_prompt_and_temperature_are_used(client):
+    plain = transcribe(client, response_format="verbose_json", language="en")
+    prompted = transcribe(client, response_format="verbose_json", language="en",
+                          prompt="Ask not what your country")
+    # The prompt is decoder context: the same audio scores (and usually decodes) differently.
+    assert [(s.tokens, s.avg_logprob) for s in prompted.segments] != \
+           [(s.tokens, s.avg_logprob) for s in plain.segments]
+    sampled = transcribe(client, response_format="verbose_json", temperature=0.8)
+    assert all(s.temperature == 0.8 for s in sampled.segments)
+
+
+def test_model_names_the_configured_model_too(client):
+    assert isinstance(transcribe(client, model="tiny-random"), Transcription)
+
+
+# --- translations -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["json", "text", "srt", "verbose_json", "vtt"])
+def test_translations_in_every_format(client, fmt):
+    result = client.audio.translations.create(model="whisper-1", file=audio(), response_format=fmt)
+    if fmt == "json":
+        assert isinstance(result, Translation) and result.text
+    elif fmt == "verbose_json":
+        assert isinstance(result, TranslationVerbose) and result.segments
+        assert result.model_extra["task"] == "translate"
+    elif fmt == "srt":
+        assert list(srt.parse(result))
+    elif fmt == "vtt":
+        assert webvtt.from_buffer(io.StringIO(result)).captions
+    else:
+        assert isinstance(result, str) and result.strip()
+
+
+def test_translation_differs_from_transcription(client):
+    translated = client.audio.translations.create(model="whisper-1", file=audio(),
+                                                  response_format="verbose_json")
+    transcribed = transcribe(client, response_format="verbose_json")
+    # Same detected language, another task token: the decoder scores (and usually writes) apart.
+    assert [(s.tokens, s.avg_logprob) for s in translated.segments] != \
+           [(s.tokens, s.avg_logprob) for s in transcribed.segments]
+
+
+# --- streaming --------------------------------------------------------------------------------
+
+def test_stream_sends_deltas_in_order_then_done(client):
+    long = encode(np.concatenate([tone(25.0), tone(20.0, freq=440.0)]), 16000, "flac")  # 2 windows
+    events = list(transcribe(client, file=audio(long, "long.flac"), stream=True))
+    deltas = [e for e in events if isinstance(e, TranscriptionTextDeltaEvent)]
+    done = [e for e in events if isinstance(e, TranscriptionTextDoneEvent)]
+    assert len(done) == 1 and events[-1] is done[0]
+    assert deltas and "".join(d.delta for d in deltas) == done[0].text
+    assert done[0].text == transcribe(client, file=audio(long, "long.flac")).text
+
+
+def test_stream_with_text_format_and_postprocessing(client):
+    events = list(transcribe(client, stream=True, response_format="text",
+                             extra_body={"summarize": True}))
+    done = events[-1]
+    assert isinstance(done, TranscriptionTextDoneEvent)
+    assert "reason" in done.model_extra["summary"]
+
+
+def test_stream_refuses_subtitle_formats(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        transcribe(client, stream=True, response_format="srt")
+    assert info.value.body["param"] == "stream"
+
+
+# --- post-processing through extra_body ------------------------------------------------------
+
+def test_postprocessing_fields_add_extra_keys(client):
+    result = transcribe(client, extra_body={"punctuate": True, "summarize": True})
+    assert isinstance(result, Transcription)
+    extra = result.model_extra
+    # The random LLM changes the words, so the raw text is kept and the reason given.
+    assert extra["punctuation"]["applied"] is False and extra["punctuation"]["reason"]
+    assert extra["summary"]["reason"]
+    verbose = transcribe(client, response_format="verbose_json", extra_body={"summarize": True})
+    assert "summary" in verbose.model_extra and "punctuation" not in verbose.model_extra
+
+
+# --- models and errors ------------------------------------------------------------------------
+
+def test_models_list_in_openai_shape(client):
+    ids = [m.id for m in client.models.list()]
+    assert ids == ["whisper-1", "tiny-random"]
+    model = client.models.retrieve("whisper-1")
+    assert model.id == "whisper-1" and model.object == "model" and model.owned_by == "speechgraph"
+    with pytest.raises(openai.NotFoundError) as info:
+        client.models.retrieve("gpt-4o-transcribe")
+    assert info.value.code == "model_not_found"
+
+
+@pytest.mark.parametrize("name", ["whisper-large", "../../etc/passwd", "/tmp/model", "openai/whisper-tiny"])
+def test_unknown_model_is_404_and_never_loaded(client, name):
+    with pytest.raises(openai.NotFoundError) as info:
+        transcribe(client, model=name)
+    assert info.value.code == "model_not_found" and info.value.body["param"] == "model"
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"response_format": "mp3"}, "response_format"),
+    ({"temperature": 1.5}, "temperature"),
+    ({"temperature": -0.1}, "temperature"),
+    ({"language": "klingon"}, "language"),
+    ({"timestamp_granularities": ["sentence"]}, "timestamp_granularities[]"),
+])
+def test_bad_parameters_are_400_naming_the_parameter(client, kwargs, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        transcribe(client, **kwargs)
+    assert info.value.body["param"] == param
+    assert info.value.body["type"] == "invalid_request_error" and info.value.body["message"]
+
+
+@pytest.mark.parametrize("data,name,status,code", [
+    (b"", "empty.wav", 400, "empty_file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(200), "picture.png", 415, "no_audio_stream"),  # an image
+    (b"just some words, not audio\n" * 20, "notes.txt", 415, "unsupported_media"),
+    (empty_wav(), "silent.wav", 422, "undecodable_audio"),  # a header, 0 samples
+])
+def test_bad_files_raise_the_sdks_status_errors(client, data, name, status, code):
+    with pytest.raises(openai.APIStatusError) as info:
+        transcribe(client, file=audio(data, name))
+    assert info.value.status_code == status and info.value.code == code
+
+
+def test_too_large_is_413(client):
+    big = bytes(3 * 1024 * 1024)  # over the test limit of 2 MiB
+    with pytest.raises(openai.APIStatusError) as info:
+        transcribe(client, file=audio(big, "big.wav"))
+    assert info.value.status_code == 413 and info.value.code == "file_too_large"
+
+
+# --- API key and back-pressure: a second application ------------------------------------------
+
+KEYS = "sk-test-one,sk-test-two"
+
+
+@pytest.fixture(scope="module")
+def guarded(graph):
+    """The graph again at /guarded: an API key, and ASR taking one window at a time with a queue
+    of one, refusing more with 429 and Retry-After 3."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    args = graph_args()
+    args["api"] = {"api_key_env": "SPEECHGRAPH_TEST_API_KEY"}
+    d = args["deployments"]
+    d["ingress"]["ray_actor_options"]["runtime_env"] = {"env_vars": {"SPEECHGRAPH_TEST_API_KEY": KEYS}}
+    for stage in ("preprocess", "asr", "postprocess"):
+        d[stage].pop("autoscaling_config", None)
+        d[stage]["num_replicas"] = 1
+        d[stage]["ray_actor_options"]["num_gpus"] = 0
+    d["asr"].update(max_ongoing_requests=1, max_queued_requests=1,
+                    backpressure_config={"status_code": 429, "retry_after_s": 3},
+                    user_config={"max_batch_size": 1, "batch_wait_timeout_s": 0})
+    serve.run(build_app(args), name="guarded", route_prefix="/guarded", blocking=False)
+    url = f"{graph}/guarded"
+    wait_healthy(url)
+    yield url
+    serve.delete("guarded")
+
+
+def test_api_key_is_required_when_configured(guarded):
+    # The SDK always sends a key, so the request without one goes out by hand.
+    r = requests.get(f"{guarded}/v1/models", timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    bad = openai.OpenAI(base_url=f"{guarded}/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as info:
+        bad.models.list()
+    assert info.value.code == "invalid_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        transcribe(bad)
+    for key in KEYS.split(","):
+        good = openai.OpenAI(base_url=f"{guarded}/v1", api_key=key, max_retries=0, timeout=120)
+        assert isinstance(transcribe(good), Transcription)
+    assert requests.get(f"{guarded}/healthz", timeout=30).status_code == 200, "probes stay open"
+
+
+def test_refused_before_the_body_is_read(guarded):
+    # 1 GB declared, 10 bytes sent: the 401 comes at once, without waiting for the rest.
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(guarded)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.putrequest("POST", f"{url.path}/v1/audio/transcriptions")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=x")
+    conn.putheader("Content-Length", str(10**9))
+    conn.endheaders(message_body=b"x" * 10)
+    response = conn.getresponse()
+    assert response.status == 401
+    conn.close()
+
+
+def test_overload_is_429_with_retry_after_then_recovers(guarded):
+    key = KEYS.split(",")[0]
+    long = encode(np.concatenate([tone(25.0), tone(20.0, freq=330.0)]), 16000, "flac")
+    answers: list[requests.Response] = []
+
+    def send():
+        answers.append(requests.post(f"{guarded}/v1/audio/transcriptions", timeout=120,
+                                     headers={"Authorization": f"Bearer {key}"},
+                                     files={"file": ("long.flac", long)}, data={"model": "whisper-1"}))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(r.status_code for r in answers)
+    assert 429 in statuses and set(statuses) <= {200, 429}, statuses
+    for r in answers:
+        if r.status_code == 429:
+            assert r.headers["Retry-After"] == "3", r.text
+            assert r.headers.get("content-type") == "application/json", r.text
+            assert r.json()["error"]["code"] == "overloaded"
+    good = openai.OpenAI(base_url=f"{guarded}/v1", api_key=key, max_retries=0, timeout=120)
+    assert isinstance(transcribe(good), Transcription)
