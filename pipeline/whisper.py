@@ -109,6 +109,7 @@ class WhisperTranscriber:
         self.generation_config.max_new_tokens = settings.max_new_tokens
         self.timestamp_begin = self.tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
         self.eos_token_id = self.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        self.prev_token_id = self.tokenizer.convert_tokens_to_ids("<|startofprev|>")
         # large-v3 calls it <|nospeech|>, earlier checkpoints <|nocaptions|>.
         self.no_speech_token_id = next(
             tid for tid in map(self.tokenizer.convert_tokens_to_ids, ["<|nospeech|>", "<|nocaptions|>"])
@@ -199,8 +200,11 @@ class WhisperTranscriber:
         room = min(223, self.model.config.max_target_positions - self.generation_config.max_new_tokens - 4)
         if room <= 0:
             return None
-        ids = self.processor.get_prompt_ids(prompt, return_tensors="pt")
-        return torch.cat([ids[:1], ids[1:][-room:]]).to(self.device)
+        # The prompt is plain text: "<|endoftext|>" in it is spelled out, not a control token
+        # (transformers' get_prompt_ids refuses such text instead).
+        ids = self.tokenizer(" " + prompt.strip(), add_special_tokens=False,
+                             split_special_tokens=True).input_ids[-room:]
+        return torch.tensor([self.prev_token_id, *ids], device=self.device)
 
     def _score(self, encoded, sequences: torch.Tensor, prefix_len: int) -> list[tuple[float, float]]:
         """(avg_logprob, no_speech_prob) per window, from one decoder forward over the output.

@@ -349,3 +349,20 @@ def test_overload_is_429_with_retry_after_then_recovers(guarded):
             assert r.json()["error"]["code"] == "overloaded"
     good = openai.OpenAI(base_url=f"{guarded}/v1", api_key=key, max_retries=0, timeout=120)
     assert isinstance(transcribe(good), Transcription)
+
+
+def test_readme_client_example_runs_as_written(graph):
+    """The README's three-line `openai` example, run as written from the repository root."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### OpenAI-compatible API"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) == 3
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "prints the transcript"

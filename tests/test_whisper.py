@@ -81,3 +81,51 @@ def test_unknown_language_names_the_parameter():
     with pytest.raises(InvalidParameter) as info:
         normalize_language("xx")
     assert info.value.param == "language" and info.value.status == 400
+
+
+def test_word_times_come_from_cross_attention_alignment(whisper, speech):
+    """Each word starts at the DTW time transformers gives its first token, not at an even split."""
+    from pipeline.whisper import DecodeOptions
+
+    out = whisper.transcribe([WindowAudio(speech, 5.0, 0)], language="en",
+                             options=DecodeOptions(word_timestamps=True))
+    features, mask = whisper._features([speech])
+    raw = whisper.model.generate(features, attention_mask=mask, generation_config=whisper.generation_config,
+                                 language="en", return_timestamps=True, return_segments=True,
+                                 return_token_timestamps=True, force_unique_generate_call=True)
+    aligned = {round(5.0 + float(t), 3) for seg in raw["segments"][0] for t in seg["token_timestamps"]}
+    segments = out[0].segments
+    words = [w for s in segments for w in s.words]
+    assert words
+    for seg in segments:
+        for w in seg.words:
+            assert seg.start <= w.start <= w.end <= seg.end
+            assert w.start in aligned | {seg.start, seg.end}
+    assert [w.word for w in words] == [w for s in segments for w in s.text.split()]
+
+
+def test_segments_carry_whisper_decoding_metrics(whisper, speech):
+    from pipeline.whisper import DecodeOptions, compression_ratio
+
+    out = whisper.transcribe([WindowAudio(speech, 30.0, 1)], language="en",
+                             options=DecodeOptions(temperature=0.5))
+    segments = out[0].segments
+    text = "".join(s.text for s in segments)
+    for seg in segments:
+        assert seg.seek == 3000 and seg.temperature == 0.5
+        assert seg.avg_logprob < 0 and 0 < seg.no_speech_prob < 1
+        assert seg.compression_ratio == pytest.approx(compression_ratio(text), abs=1e-4)
+    assert compression_ratio("ab" * 200) > compression_ratio("the quick brown fox") > 0
+
+
+def test_a_long_prompt_keeps_its_end_and_special_token_text_is_plain(whisper, speech):
+    from pipeline.whisper import DecodeOptions
+
+    ids = whisper._prompt_ids("<|endoftext|> " + "word " * 1000 + "last")
+    assert ids[0] == whisper.prev_token_id
+    assert whisper.eos_token_id not in ids.tolist()
+    assert len(ids) <= 1 + whisper.model.config.max_target_positions - whisper.settings.max_new_tokens - 4
+    assert whisper.tokenizer.decode(ids[1:]).endswith("word last")
+    out = whisper.transcribe([WindowAudio(speech, 0.0, 0)], language="en",
+                             options=DecodeOptions(prompt="<|endoftext|> " + "word " * 1000))
+    assert out[0].segments
