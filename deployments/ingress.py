@@ -125,7 +125,7 @@ def _stage_errors():
 async def _speechgraph_error(request: Request, exc: SpeechgraphError) -> JSONResponse:
     err = _cause(exc)
     return JSONResponse(error_body(str(err.args[0]), code=err.code, type=err.type, param=err.param),
-                        status_code=err.status, headers=getattr(err, "headers", None))
+                        status_code=err.status, headers=err.headers)
 
 
 @api.exception_handler(RequestValidationError)

@@ -11,7 +11,8 @@ class ErrorDetail(BaseModel):
     message: str
     """What went wrong and what to do about it."""
     type: str
-    """Error class: ``invalid_request_error``, ``server_error`` or ``overloaded_error``."""
+    """Error class: ``invalid_request_error``, ``server_error``, ``overloaded_error`` (503) or
+    ``rate_limit_error`` (429)."""
     code: str
     """Stable machine-readable code, e.g. ``empty_file``, ``audio_too_long``."""
     param: str | None = None

@@ -15,6 +15,8 @@ class SpeechgraphError(Exception):
     status: int = 400
     type: str = "invalid_request_error"
     param: str | None = None
+    headers: dict[str, str] | None = None
+    """Extra HTTP headers for the answer (e.g. ``Retry-After``)."""
 
     def __init__(self, message: str):
         super().__init__(message)
