@@ -74,6 +74,25 @@ api.add_middleware(ApiKeyAuth, keys=lambda: _ingress().api_keys)  # outermost: r
 _ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 422, 429, 503)}
 
 
+def _openapi_with_api_key() -> dict:
+    """FastAPI's schema plus the API key: a bearer scheme that every ``/v1`` route accepts and,
+    when the service has keys configured, needs (``[{}, bearer]``: optional in the schema, since
+    the same code runs with and without keys)."""
+    if api.openapi_schema is None:
+        schema = FastAPI.openapi(api)
+        schema.setdefault("components", {})["securitySchemes"] = {"apiKey": {
+            "type": "http", "scheme": "bearer",
+            "description": "Needed when the service has an API key (api.api_key_env is set)."}}
+        for path, operations in schema["paths"].items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{}, {"apiKey": []}]
+    return api.openapi_schema
+
+
+api.openapi = _openapi_with_api_key
+
+
 def _cause(exc: BaseException) -> BaseException:
     """The exception a stage raised, without Ray's wrapper around it."""
     return exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc

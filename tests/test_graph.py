@@ -167,7 +167,16 @@ def test_in_process_runner_gives_the_same_segments(graph):
 
 def test_openapi_describes_the_routes_and_form_fields(graph):
     schema = requests.get(f"{graph}/openapi.json", timeout=30).json()
-    assert {"/v1/transcribe", "/healthz", "/v1/models", "/v1/stages", "/v1/audio/transcriptions", "/v1/audio/translations"} <= set(schema["paths"])
+    assert {"/v1/transcribe", "/healthz", "/v1/models", "/v1/models/{model_id}", "/v1/stages",
+            "/v1/audio/transcriptions", "/v1/audio/translations"} <= set(schema["paths"])
+    assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert schema["paths"]["/v1/audio/transcriptions"]["post"]["security"] == [{}, {"apiKey": []}]
+    assert "security" not in schema["paths"]["/healthz"]["get"], "probes need no key"
+    openai_body = schema["paths"]["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]
+    ref = openai_body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert {"file", "model", "language", "prompt", "response_format", "temperature",
+            "timestamp_granularities[]", "stream", "punctuate", "summarize"} <= \
+        set(schema["components"]["schemas"][ref]["properties"])
     body = schema["paths"]["/v1/transcribe"]["post"]["requestBody"]["content"]["multipart/form-data"]
     ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
     fields = schema["components"]["schemas"][ref]["properties"]
