@@ -346,17 +346,19 @@ class IngressDeployment:
 
     async def _stream(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, started: float,
                       *, task: Task, punctuate: bool, summarize: bool) -> AsyncIterator[str]:
-        """Server-sent events: a delta per window's finished segments, in order, then done.
+        """Server-sent events: a delta per finished segment, in order, then done. Segments finish
+        a window at a time (one batched decode), and windows are sent in order.
         An error after the stream started is sent as an ``error`` event (the status is 200 by then)."""
         collected: list[WindowTranscript] = []
         try:
+            sent = False
             async for window in windows:
                 collected.append(window)
-                text = "".join(s.text for s in sorted(window.segments, key=lambda s: s.start))
-                if len(collected) == 1:
-                    text = text.lstrip()  # as the document's text, which is stripped
-                if text:
-                    yield _sse(TextDeltaEvent(delta=text))
+                for segment in sorted(window.segments, key=lambda s: (s.start, s.end)):
+                    text = segment.text if sent else segment.text.lstrip()  # as the document's text
+                    if text:
+                        sent = True
+                        yield _sse(TextDeltaEvent(delta=text))
             result = await self._finish(_replay(collected), plan, started, task=task,
                                         punctuate=punctuate, summarize=summarize)
             done = TextDoneEvent(text=output_text(result),

@@ -178,7 +178,9 @@ def test_stream_sends_deltas_in_order_then_done(client):
     deltas = [e for e in events if isinstance(e, TranscriptionTextDeltaEvent)]
     done = [e for e in events if isinstance(e, TranscriptionTextDoneEvent)]
     assert len(done) == 1 and events[-1] is done[0]
-    assert deltas and "".join(d.delta for d in deltas) == done[0].text
+    segments = transcribe(client, file=audio(long, "long.flac"), response_format="verbose_json").segments
+    assert [d.delta.strip() for d in deltas] == [s.text.strip() for s in segments], "one per segment"
+    assert "".join(d.delta for d in deltas).strip() == done[0].text
     assert done[0].text == transcribe(client, file=audio(long, "long.flac")).text
 
 
