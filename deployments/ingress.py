@@ -30,7 +30,7 @@ from deployments.api_key import ApiKeyAuth, api_keys_from
 from deployments.preprocess import AudioPlan, Rejected
 from deployments.protocol import ErrorResponse, HealthResponse, ModelsResponse, StageHealth, error_body
 from deployments.upload_limit import UploadSizeLimit
-from pipeline.document import build_document, stitch_segments, transcript_text
+from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
 from pipeline.errors import InvalidParameter, ModelNotFound, SpeechgraphError
 from pipeline.openai_format import (
     MEDIA_TYPES,
@@ -243,7 +243,8 @@ class IngressDeployment:
         language = normalize_language(language)
         plan, started = await self._preprocess(file)
         return await self._finish(self._transcribe_windows(plan, language, DecodeOptions(task=task)),
-                                  plan, started, task=task, punctuate=punctuate, summarize=summarize)
+                                  plan, started, task=task, language=language, punctuate=punctuate,
+                                  summarize=summarize)
 
     # --- OpenAI's audio API -------------------------------------------------------------------
 
@@ -333,11 +334,11 @@ class IngressDeployment:
         windows = self._transcribe_windows(plan, language, options)
         if stream:
             return StreamingResponse(
-                self._stream(windows, plan, started, task=options.task, punctuate=punctuate,
-                             summarize=summarize),
+                self._stream(windows, plan, started, task=options.task, language=language,
+                             punctuate=punctuate, summarize=summarize),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        result = await self._finish(windows, plan, started, task=options.task, punctuate=punctuate,
-                                    summarize=summarize)
+        result = await self._finish(windows, plan, started, task=options.task, language=language,
+                                    punctuate=punctuate, summarize=summarize)
         body = render_openai(result, response_format, granularities=granularities,
                              punctuate=punctuate, summarize=summarize)
         if isinstance(body, dict):
@@ -345,7 +346,8 @@ class IngressDeployment:
         return PlainTextResponse(body, media_type=MEDIA_TYPES[response_format])
 
     async def _stream(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, started: float,
-                      *, task: Task, punctuate: bool, summarize: bool) -> AsyncIterator[str]:
+                      *, task: Task, language: str | None, punctuate: bool,
+                      summarize: bool) -> AsyncIterator[str]:
         """Server-sent events: a delta per finished segment, in order, then done. Segments finish
         a window at a time (one batched decode), and windows are sent in order.
         An error after the stream started is sent as an ``error`` event (the status is 200 by then)."""
@@ -359,7 +361,7 @@ class IngressDeployment:
                     if text:
                         sent = True
                         yield _sse(TextDeltaEvent(delta=text))
-            result = await self._finish(_replay(collected), plan, started, task=task,
+            result = await self._finish(_replay(collected), plan, started, task=task, language=language,
                                         punctuate=punctuate, summarize=summarize)
             done = TextDoneEvent(text=output_text(result),
                                  punctuation=result.punctuation if punctuate else None,
@@ -397,6 +399,8 @@ class IngressDeployment:
         results are yielded in window order as soon as each and those before it are done."""
         asr = self.stages["asr"]
         language = language or self.settings.asr.default_language
+        if not plan.windows:
+            return  # no speech: Whisper is not called
         responses = []
         try:
             with _stage_errors():
@@ -415,7 +419,8 @@ class IngressDeployment:
                     response.cancel()
 
     async def _finish(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, started: float,
-                      *, task: Task, punctuate: bool, summarize: bool) -> TranscriptionResult:
+                      *, task: Task, language: str | None, punctuate: bool,
+                      summarize: bool) -> TranscriptionResult:
         preprocessed = time.perf_counter()
         transcripts = [w async for w in windows]
         segments = stitch_segments(transcripts)
@@ -428,7 +433,9 @@ class IngressDeployment:
         finished = time.perf_counter()
         timings = StageTimings(preprocess_s=preprocessed - started, asr_s=transcribed - preprocessed,
                                postprocess_s=finished - transcribed, total_s=finished - started)
-        return build_document(language=transcripts[0].language, task=task, duration_s=plan.duration_s,
+        language = (transcripts[0].language if transcripts
+                    else language or self.settings.asr.default_language or NO_SPEECH_LANGUAGE)
+        return build_document(language=language, task=task, duration_s=plan.duration_s,
                               segments=segments, post=post, timings=timings,
                               models={"asr": self.settings.asr.model, "llm": self.settings.llm.model},
                               request_id=_request_id())

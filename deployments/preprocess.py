@@ -18,7 +18,8 @@ from deployments.placement import replica_placement
 from pipeline.audio import SAMPLE_RATE, AudioError, decode_audio
 from pipeline.schemas import ModelInfo
 from pipeline.settings import AudioSettings
-from pipeline.windows import Window, plan_windows
+from pipeline.vad import WindowPlanner
+from pipeline.windows import Window
 
 
 log = logging.getLogger("ray.serve")
@@ -46,6 +47,7 @@ class AudioPlan:
 class PreprocessDeployment:
     def __init__(self, settings: AudioSettings):
         self.settings = settings
+        self.planner = WindowPlanner(settings)
 
     async def __call__(self, data: bytes) -> AudioPlan | Rejected:
         try:
@@ -54,12 +56,12 @@ class PreprocessDeployment:
         except AudioError as exc:
             log.info("rejected upload (%d bytes): %s", len(data), exc.code)
             return Rejected(exc)
-        windows = plan_windows(audio.size, SAMPLE_RATE, self.settings.window_s)
+        windows = await asyncio.to_thread(self.planner.plan, audio, SAMPLE_RATE)
         refs = [ray.put(w.cut(audio)) for w in windows]
         return AudioPlan(duration_s=audio.size / SAMPLE_RATE, sample_rate=SAMPLE_RATE,
                          windows=windows, refs=refs)
 
     def model_info(self) -> ModelInfo:
-        return ModelInfo(stage="preprocess", model=f"pyav-{av.__version__}+fixed-windows",
+        return ModelInfo(stage="preprocess", model=f"pyav-{av.__version__}+{self.planner.method}",
                          backend="pyav", device="cpu", dtype="float32", load_s=0.0,
                          **replica_placement())

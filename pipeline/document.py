@@ -15,6 +15,10 @@ from pipeline.schemas import (
 )
 
 
+#: The document's language when nothing was given and there was no speech to detect it from.
+NO_SPEECH_LANGUAGE = "en"
+
+
 def stitch_segments(windows: Iterable[WindowTranscript]) -> list[Segment]:
     """All segments in time order with document-wide ids."""
     ordered = sorted(windows, key=lambda w: w.window)

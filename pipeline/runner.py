@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable
 
 from pipeline.audio import Source, decode_audio
-from pipeline.document import build_document, stitch_segments, transcript_text
+from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
 from pipeline.llm import load_chat_backend
 from pipeline.postprocess import PostProcessor
 from pipeline.schemas import StageTimings, Task, TranscriptionResult
 from pipeline.settings import PipelineSettings
+from pipeline.vad import WindowPlanner
 from pipeline.whisper import WhisperTranscriber, WindowAudio, normalize_language
-from pipeline.windows import plan_windows
 
 #: Called after each ASR batch with (windows done, windows total).
 ProgressCallback = Callable[[int, int], None]
@@ -25,6 +25,7 @@ class InProcessPipeline:
     def __init__(self, settings: PipelineSettings):
         self.settings = settings
         self.transcriber = WhisperTranscriber(settings.asr)
+        self.planner = WindowPlanner(settings.audio)
         self.postprocessor = PostProcessor(settings.llm, load_chat_backend(settings.llm))
 
     def transcribe(self, source: Source, *, language: str | None = None, task: Task = "transcribe",
@@ -34,10 +35,10 @@ class InProcessPipeline:
         language = normalize_language(language) or self.settings.asr.default_language
         audio = decode_audio(source, max_duration_s=self.settings.audio.max_duration_s,
                              sample_rate=self.transcriber.sample_rate)
-        windows = plan_windows(audio.size, self.transcriber.sample_rate, self.settings.audio.window_s)
+        windows = self.planner.plan(audio, self.transcriber.sample_rate)
         preprocessed = time.perf_counter()
 
-        if language is None:
+        if language is None and windows:
             language = self.transcriber.detect_language(windows[0].cut(audio))
         results = []
         step = self.settings.asr.batch_size
@@ -53,6 +54,6 @@ class InProcessPipeline:
         finished = time.perf_counter()
         timings = StageTimings(preprocess_s=preprocessed - started, asr_s=transcribed - preprocessed,
                                postprocess_s=finished - transcribed, total_s=finished - started)
-        return build_document(language=language, task=task, duration_s=audio.size / self.transcriber.sample_rate,
+        return build_document(language=language or NO_SPEECH_LANGUAGE, task=task, duration_s=audio.size / self.transcriber.sample_rate,
                               segments=segments, post=post, timings=timings,
                               models={"asr": self.settings.asr.model, "llm": self.settings.llm.model})

@@ -29,7 +29,23 @@ class AudioSettings(_Settings):
     """Largest upload accepted, in MiB; checked before the request body is buffered."""
 
     window_s: float = Field(30.0, gt=0, le=30.0)
-    """Length of the windows the audio is cut into for Whisper (Whisper sees at most 30 s)."""
+    """Longest window the audio is cut into for Whisper (Whisper sees at most 30 s)."""
+
+    vad: bool = True
+    """Cut windows at silences found by Silero VAD and never send silence to Whisper; false
+    splits the whole audio into equal windows instead."""
+
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+    """Speech probability above which Silero counts a 32 ms frame as speech."""
+
+    vad_min_silence_s: float = Field(0.5, ge=0)
+    """Shortest pause that separates two stretches of speech."""
+
+    vad_speech_pad_s: float = Field(0.2, ge=0)
+    """Audio kept on each side of a stretch of speech, so word edges are not clipped."""
+
+    vad_max_gap_s: float = Field(2.0, gt=0)
+    """A silence at least this long always ends a window (shorter ones may sit inside one)."""
 
     @property
     def max_upload_bytes(self) -> int:

@@ -76,3 +76,19 @@ def empty_wav(sample_rate: int = 16000) -> bytes:
         w.setsampwidth(2)
         w.setframerate(sample_rate)
     return buf.getvalue()
+
+
+def jfk() -> np.ndarray:
+    """The shared 11 s JFK clip, decoded to 16 kHz mono."""
+    from pathlib import Path
+
+    from pipeline.audio import decode_audio
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
+    return decode_audio(shared / "jfk.wav", max_duration_s=60)
+
+
+def speech_and_silence(*parts: str | float) -> np.ndarray:
+    """Real speech joined with silences: ``"jfk"`` is the 11 s clip, a number is seconds of silence."""
+    clip = jfk()
+    return np.concatenate([clip if p == "jfk" else np.zeros(int(p * 16000), np.float32) for p in parts])

@@ -8,7 +8,7 @@ import ray
 import requests
 from ray import serve
 
-from audio_files import encode, tone, video_only_mp4
+from audio_files import encode, speech_and_silence, video_only_mp4
 from conftest import SHARED_AUDIO, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, clips, tiny_settings
 
 pytestmark = pytest.mark.usefixtures("graph")
@@ -44,16 +44,32 @@ def test_every_shared_clip_transcribes(graph, clip):
     assert doc["request_id"] == r.headers["x-request-id"]
 
 
-def test_long_audio_is_cut_into_windows(graph):
-    audio = np.concatenate([tone(40.0), np.zeros(16000 * 35, np.float32)])  # 75 s -> 3 windows
+def test_long_audio_is_cut_into_windows_at_silences(graph):
+    # speech 0-11 s | 3 s silence | speech 14-36 s | 40 s silence | speech 76-87 s
+    audio = speech_and_silence("jfk", 3.0, "jfk", "jfk", 40.0, "jfk")
     r = post(graph, encode(audio, 16000, "flac"), "long.flac", punctuate="false", summarize="false")
     assert r.status_code == 200, r.text
     doc = r.json()
-    assert doc["duration_s"] == pytest.approx(75.0, abs=0.05)
-    assert {s["window"] for s in doc["segments"]} <= {0, 1, 2}
-    assert all(0 <= s["start"] <= s["end"] <= 75.0 for s in doc["segments"])
+    assert doc["duration_s"] == pytest.approx(87.0, abs=0.05)
+    assert {s["window"] for s in doc["segments"]} == {0, 1, 2}, "one window per stretch of speech"
+    for s in doc["segments"]:
+        assert 0 <= s["start"] <= s["end"] <= 87.0
+        for silence_start, silence_end in [(11.0, 14.0), (36.0, 76.0)]:
+            assert not (s["start"] >= silence_start + 0.3 and s["end"] <= silence_end - 0.3), s
+    starts = [s["start"] for s in doc["segments"]]
+    assert starts == sorted(starts)
     assert doc["punctuation"]["reason"] == "not requested"
     assert doc["timings"]["postprocess_s"] < doc["timings"]["asr_s"]
+
+
+def test_silence_gives_no_segments_without_whisper(graph):
+    r = post(graph, encode(np.zeros(16000 * 100, np.float32), 16000, "flac"), "quiet.flac", language="de")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["segments"] == [] and doc["text"] == "" and doc["duration_s"] == pytest.approx(100.0)
+    assert doc["language"] == "de"
+    assert doc["timings"]["asr_s"] < 0.05, "no window went to the ASR stage"
+    assert doc["summary"]["reason"] == "the transcript has no words"
 
 
 def test_language_and_task_are_honoured(graph):
