@@ -91,8 +91,16 @@ class LlmSettings(_Settings):
     """Weights dtype. ``auto`` is bfloat16 on CUDA, float32 on CPU."""
 
     max_input_tokens: int = Field(3072, ge=16)
-    """Longest transcript (in LLM tokens) sent to the model; longer text is not post-processed
-    (chunking comes with long-audio support) and the result says why."""
+    """Longest piece of transcript (in LLM tokens) in one LLM call. Longer transcripts are
+    punctuated chunk by chunk (with overlap) and summarised map-reduce over the chunks."""
+
+    chunk_overlap_words: int = Field(12, ge=0)
+    """Words of the previous chunk given again at the start of the next, as context for its
+    punctuation (they are checked, then dropped from the joined text)."""
+
+    max_transcript_tokens: int = Field(200_000, ge=16)
+    """Longest transcript post-processed at all (about 40 hours of speech at the default); longer
+    text is left raw and the result says why."""
 
     max_summary_tokens: int = Field(384, ge=16)
     """Tokens the summary may use."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipeline.llm import ChatOutput, TransformersChat
 from pipeline.postprocess import (
+    REDUCE_PROMPT,
     PostProcessor,
     SummaryFormatError,
     normalized_words,
@@ -99,10 +102,11 @@ def test_rejects_changed_words_and_keeps_the_raw_text():
 
 def test_too_long_transcripts_are_not_sent():
     chat = ScriptedChat()
-    result = PostProcessor(LlmSettings(max_input_tokens=16), chat).run("word " * 17, punctuate=True,
-                                                                       summarize=True)
+    result = PostProcessor(LlmSettings(max_transcript_tokens=16), chat).run("word " * 17, punctuate=True,
+                                                                           summarize=True)
     assert chat.calls == []
-    assert "max_input_tokens" in result.punctuation.reason and "max_input_tokens" in result.summary.reason
+    assert "max_transcript_tokens" in result.punctuation.reason
+    assert "max_transcript_tokens" in result.summary.reason
 
 
 def test_the_real_tiny_llm_output_is_checked_not_trusted():
@@ -114,3 +118,78 @@ def test_the_real_tiny_llm_output_is_checked_not_trusted():
     assert result.punctuation.applied is False and "changed the words" in result.punctuation.reason
     assert result.summary.summary is None and result.summary.reason
     assert result.tokens_in > 0 and result.tokens_out > 0
+
+
+class RuleChat:
+    """A chat backend that answers each conversation with ``rule(system, user)`` (one token per
+    word): it stands in for an LLM that follows the instructions, so the chunking logic around it
+    is what is tested."""
+
+    def __init__(self, rule):
+        self.rule = rule
+        self.calls = []
+
+    def chat(self, conversations, max_new_tokens):
+        self.calls.append(conversations)
+        return [ChatOutput(self.rule(c[0]["content"], c[1]["content"]), 1, 1) for c in conversations]
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+
+def sentence_case(system, user):
+    return user[:1].upper() + user[1:] + "."
+
+
+LONG = " ".join(f"w{i}" for i in range(1, 101))
+
+
+def test_long_transcripts_are_cut_into_overlapping_chunks_that_fit():
+    settings = LlmSettings(max_input_tokens=20, chunk_overlap_words=4)
+    chunks = PostProcessor(settings, RuleChat(sentence_case)).chunks(LONG)
+    assert len(chunks) > 5
+    assert all(len(c.text.split()) <= 20 for c in chunks)
+    assert " ".join(c.body for c in chunks) == LONG
+    assert chunks[0].context == ""
+    for before, after in zip(chunks, chunks[1:]):
+        assert after.context.split() == before.body.split()[-4:]
+
+
+def test_chunked_punctuation_keeps_every_word_once_in_one_batched_call():
+    chat = RuleChat(sentence_case)
+    result = PostProcessor(LlmSettings(max_input_tokens=20, chunk_overlap_words=4), chat).run(
+        LONG, punctuate=True, summarize=False)
+    assert result.punctuation.applied and result.punctuation.reason is None
+    assert normalized_words(result.punctuation.text) == normalized_words(LONG)
+    assert len(chat.calls) == 1 and len(chat.calls[0]) > 5, "all chunks in one batch"
+
+
+def test_a_garbled_chunk_stays_raw_and_the_others_are_punctuated():
+    def garble_w50(system, user):
+        return sentence_case(system, user.replace("w50", "fifty"))
+
+    result = PostProcessor(LlmSettings(max_input_tokens=20, chunk_overlap_words=4), RuleChat(garble_w50)).run(
+        LONG, punctuate=True, summarize=False)
+    assert result.punctuation.applied
+    assert "changed the words in" in result.punctuation.reason and "'w50' to 'fifty'" in result.punctuation.reason
+    assert normalized_words(result.punctuation.text) == normalized_words(LONG)
+    assert "W1" in result.punctuation.text and "fifty" not in result.punctuation.text
+
+
+def test_long_summaries_are_map_reduced():
+    def summarize(system, user):
+        if system == REDUCE_PROMPT:
+            return json.dumps({"abstract": "whole", "bullets": [f"{user.count('Part ')} parts"]})
+        return json.dumps({"abstract": f"part from {user.split()[0]}", "bullets": [user.split()[-1]]})
+
+    chat = RuleChat(summarize)
+    result = PostProcessor(LlmSettings(max_input_tokens=40, chunk_overlap_words=4), chat).run(
+        LONG, punctuate=False, summarize=True)
+    map_calls = len(chat.calls[0])
+    assert map_calls > 2
+    first_reduce = chat.calls[1]
+    assert all(c[0]["content"] == REDUCE_PROMPT for c in first_reduce)
+    assert sum(c[1]["content"].count("Part ") for c in first_reduce) == map_calls, "every part reduced"
+    assert "part from w1" in first_reduce[0][1]["content"]
+    assert result.summary.summary.abstract == "whole"
+    assert len(chat.calls[-1]) == 1, "the last round is one summary of everything"
