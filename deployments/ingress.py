@@ -20,6 +20,7 @@ from typing import Annotated
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
@@ -28,7 +29,14 @@ from starlette.exceptions import HTTPException
 
 from deployments.api_key import ApiKeyAuth, api_keys_from
 from deployments.preprocess import AudioPlan, Rejected
-from deployments.protocol import ErrorResponse, HealthResponse, ModelsResponse, StageHealth, error_body
+from deployments.protocol import (
+    ErrorResponse,
+    HealthResponse,
+    ModelsResponse,
+    StageHealth,
+    WindowProgress,
+    error_body,
+)
 from deployments.upload_limit import UploadSizeLimit
 from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
 from pipeline.errors import InvalidParameter, ModelNotFound, SpeechgraphError
@@ -177,12 +185,34 @@ def _request_id() -> str | None:
     return serve.context._get_serve_request_context().request_id or None
 
 
-def _sse(event) -> str:
-    return f"data: {event.model_dump_json(exclude_none=True)}\n\n"
+def _event_stream(events: AsyncIterator[tuple[str, BaseModel]], *, named: bool) -> StreamingResponse:
+    """Server-sent events from ``(name, body)`` pairs; ``named`` writes the ``event:`` line
+    (OpenAI's stream has none: the type is in the body). An error after the stream started is sent
+    as an ``error`` event, in the API's error shape: the status is 200 by then."""
+
+    def frame(name: str, body: str) -> str:
+        return (f"event: {name}\n" if named else "") + f"data: {body}\n\n"
+
+    async def frames() -> AsyncIterator[str]:
+        try:
+            async for name, body in events:
+                yield frame(name, body.model_dump_json(exclude_none=not named))
+        except SpeechgraphError as exc:
+            err = _cause(exc)
+            yield frame("error", json.dumps(error_body(str(err.args[0]), code=err.code, type=err.type,
+                                                       param=err.param)))
+        except Exception as exc:
+            log.exception("stream failed")
+            yield frame("error", json.dumps(error_body(
+                f"The transcription failed ({exc.__class__.__name__}) in request {_request_id()}. "
+                "Retry the request.", code="internal_error", type="server_error")))
+
+    return StreamingResponse(frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def _sse_error(body: dict) -> str:
-    return f"data: {json.dumps(body)}\n\n"
+async def _result(response):
+    """Await a Serve call (a ``DeploymentResponse`` is awaitable but not a coroutine)."""
+    return await response
 
 
 async def _replay(items: list) -> AsyncIterator:
@@ -230,7 +260,10 @@ class IngressDeployment:
 
     # --- the document route -------------------------------------------------------------------
 
-    @api.post("/v1/transcribe", response_model=TranscriptionResult, responses=_ERRORS,
+    @api.post("/v1/transcribe", response_model=TranscriptionResult,
+              responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                               "description": "The document, or (stream=true) a stream of events."},
+                         **_ERRORS},
               summary="Transcribe an audio file (segments, punctuated text, summary)")
     async def transcribe(
         self,
@@ -239,12 +272,35 @@ class IngressDeployment:
         task: Annotated[Task, Form(description="transcribe, or translate into English.")] = "transcribe",
         punctuate: Annotated[bool, Form(description="Restore punctuation and casing with the LLM.")] = True,
         summarize: Annotated[bool, Form(description="Write a summary with the LLM.")] = True,
+        stream: Annotated[bool, Form(description="Send server-sent events instead: 'progress' as "
+                                                 "each window finishes, 'segment' as soon as it and "
+                                                 "all before it are ready, then 'document'.")] = False,
     ) -> TranscriptionResult:
         language = normalize_language(language)
         plan, started = await self._preprocess(file)
-        return await self._finish(self._transcribe_windows(plan, language, DecodeOptions(task=task)),
+        options = DecodeOptions(task=task)
+        if stream:
+            return _event_stream(self._document_events(plan, started, language=language, options=options,
+                                                       punctuate=punctuate, summarize=summarize),
+                                 named=True)
+        return await self._finish(self._transcribe_windows(plan, language, options),
                                   plan, started, task=task, language=language, punctuate=punctuate,
                                   summarize=summarize)
+
+    async def _document_events(self, plan: AudioPlan, started: float, *, language: str | None,
+                               options: DecodeOptions, punctuate: bool,
+                               summarize: bool) -> AsyncIterator[tuple[str, BaseModel]]:
+        collected: list[WindowTranscript] = []
+        async for event in self._window_events(plan, language, options):
+            if isinstance(event, WindowProgress):
+                yield "progress", event
+                continue
+            collected.append(event)
+            first_id = sum(len(w.segments) for w in collected[:-1])
+            for i, segment in enumerate(sorted(event.segments, key=lambda s: (s.start, s.end))):
+                yield "segment", segment.model_copy(update={"id": first_id + i})
+        yield "document", await self._finish(_replay(collected), plan, started, task=options.task,
+                                             language=language, punctuate=punctuate, summarize=summarize)
 
     # --- OpenAI's audio API -------------------------------------------------------------------
 
@@ -333,10 +389,9 @@ class IngressDeployment:
         plan, started = await self._preprocess(file)
         windows = self._transcribe_windows(plan, language, options)
         if stream:
-            return StreamingResponse(
-                self._stream(windows, plan, started, task=options.task, language=language,
-                             punctuate=punctuate, summarize=summarize),
-                media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            return _event_stream(self._openai_events(windows, plan, started, task=options.task,
+                                                     language=language, punctuate=punctuate,
+                                                     summarize=summarize), named=False)
         result = await self._finish(windows, plan, started, task=options.task, language=language,
                                     punctuate=punctuate, summarize=summarize)
         body = render_openai(result, response_format, granularities=granularities,
@@ -345,36 +400,25 @@ class IngressDeployment:
             return JSONResponse(body)
         return PlainTextResponse(body, media_type=MEDIA_TYPES[response_format])
 
-    async def _stream(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, started: float,
-                      *, task: Task, language: str | None, punctuate: bool,
-                      summarize: bool) -> AsyncIterator[str]:
-        """Server-sent events: a delta per finished segment, in order, then done. Segments finish
-        a window at a time (one batched decode), and windows are sent in order.
-        An error after the stream started is sent as an ``error`` event (the status is 200 by then)."""
+    async def _openai_events(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan,
+                             started: float, *, task: Task, language: str | None, punctuate: bool,
+                             summarize: bool) -> AsyncIterator[tuple[str, BaseModel]]:
+        """A ``transcript.text.delta`` per finished segment, in order, then ``transcript.text.done``.
+        Segments finish a window at a time (one batched decode), and windows are sent in order."""
         collected: list[WindowTranscript] = []
-        try:
-            sent = False
-            async for window in windows:
-                collected.append(window)
-                for segment in sorted(window.segments, key=lambda s: (s.start, s.end)):
-                    text = segment.text if sent else segment.text.lstrip()  # as the document's text
-                    if text:
-                        sent = True
-                        yield _sse(TextDeltaEvent(delta=text))
-            result = await self._finish(_replay(collected), plan, started, task=task, language=language,
-                                        punctuate=punctuate, summarize=summarize)
-            done = TextDoneEvent(text=output_text(result),
-                                 punctuation=result.punctuation if punctuate else None,
-                                 summary=result.summary if summarize else None)
-            yield _sse(done)
-        except SpeechgraphError as exc:
-            err = _cause(exc)
-            yield _sse_error(error_body(str(err.args[0]), code=err.code, type=err.type, param=err.param))
-        except Exception as exc:  # the client already has a 200: tell it in the stream
-            log.exception("stream failed")
-            yield _sse_error(error_body(f"The transcription failed ({exc.__class__.__name__}) in "
-                                        f"request {_request_id()}. Retry the request.",
-                                        code="internal_error", type="server_error"))
+        sent = False
+        async for window in windows:
+            collected.append(window)
+            for segment in sorted(window.segments, key=lambda s: (s.start, s.end)):
+                text = segment.text if sent else segment.text.lstrip()  # as the document's text
+                if text:
+                    sent = True
+                    yield "delta", TextDeltaEvent(delta=text)
+        result = await self._finish(_replay(collected), plan, started, task=task, language=language,
+                                    punctuate=punctuate, summarize=summarize)
+        yield "done", TextDoneEvent(text=output_text(result),
+                                    punctuation=result.punctuation if punctuate else None,
+                                    summary=result.summary if summarize else None)
 
     # --- the graph ----------------------------------------------------------------------------
 
@@ -393,30 +437,54 @@ class IngressDeployment:
             raise plan.error
         return plan, started
 
-    async def _transcribe_windows(self, plan: AudioPlan, language: str | None,
-                                  options: DecodeOptions) -> AsyncIterator[WindowTranscript]:
-        """Every window goes to ASR at once (Serve spreads them over replicas and batches);
-        results are yielded in window order as soon as each and those before it are done."""
+    async def _window_events(self, plan: AudioPlan, language: str | None,
+                             options: DecodeOptions) -> AsyncIterator[WindowProgress | WindowTranscript]:
+        """Every window goes to ASR at once (Serve spreads them over replicas and batches). A
+        progress event follows each window that finishes, in whatever order they finish; the
+        windows themselves are yielded in order, each as soon as it and all before it are done."""
         asr = self.stages["asr"]
         language = language or self.settings.asr.default_language
         if not plan.windows:
             return  # no speech: Whisper is not called
+        tasks: dict[asyncio.Future, int] = {}
         responses = []
         try:
             with _stage_errors():
                 if language is None:
                     language = await asr.detect_language.remote(plan.refs[0])
-                responses = [asr.transcribe.remote(ref, window, language, options)
-                             for ref, window in zip(plan.refs, plan.windows)]
-                for response in responses:
-                    yield await response
+                for i, (ref, window) in enumerate(zip(plan.refs, plan.windows)):
+                    responses.append(asr.transcribe.remote(ref, window, language, options))
+                    tasks[asyncio.ensure_future(_result(responses[-1]))] = i
+                done: dict[int, WindowTranscript] = {}
+                pending, next_index, seconds = set(tasks), 0, 0.0
+                total_s = sum(w.duration_s for w in plan.windows)
+                while pending:
+                    finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in finished:
+                        done[tasks[task]] = task.result()
+                        seconds += plan.windows[tasks[task]].duration_s
+                        yield WindowProgress(windows_done=len(done), windows_total=len(plan.windows),
+                                             audio_seconds_done=round(seconds, 3),
+                                             audio_seconds_total=round(total_s, 3))
+                    while next_index in done:
+                        yield done[next_index]
+                        next_index += 1
         finally:
             # Stop the windows still queued or running when the request ends early (an error, a
             # client gone). Serve's cancel() re-raises the error of a call that already failed:
             # nothing is left to stop there.
+            for task in tasks:
+                task.cancel()
             for response in responses:
                 with suppress(Exception):
                     response.cancel()
+
+    async def _transcribe_windows(self, plan: AudioPlan, language: str | None,
+                                  options: DecodeOptions) -> AsyncIterator[WindowTranscript]:
+        """The windows' transcripts, in order."""
+        async for event in self._window_events(plan, language, options):
+            if isinstance(event, WindowTranscript):
+                yield event
 
     async def _finish(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, started: float,
                       *, task: Task, language: str | None, punctuate: bool,

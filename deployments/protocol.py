@@ -44,3 +44,14 @@ class ModelsResponse(BaseModel):
 def error_body(message: str, code: str, type: str = "invalid_request_error",
                param: str | None = None) -> dict:
     return ErrorResponse(error=ErrorDetail(message=message, type=type, code=code, param=param)).model_dump()
+
+
+class WindowProgress(BaseModel):
+    """Stream event ``progress``: sent each time a window is transcribed (in any order)."""
+
+    windows_done: int
+    windows_total: int
+    audio_seconds_done: float
+    """Seconds of (speech) windows transcribed so far."""
+    audio_seconds_total: float
+    """Seconds of all windows; silence cut out by VAD is in none."""

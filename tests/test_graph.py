@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import ray
@@ -70,6 +72,38 @@ def test_silence_gives_no_segments_without_whisper(graph):
     assert doc["language"] == "de"
     assert doc["timings"]["asr_s"] < 0.05, "no window went to the ASR stage"
     assert doc["summary"]["reason"] == "the transcript has no words"
+
+
+def sse_events(response: requests.Response) -> list[tuple[str, dict]]:
+    events, name = [], None
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[len("data: "):])))
+    return events
+
+
+def test_stream_sends_progress_and_segments_before_the_same_document(graph):
+    data = encode(speech_and_silence("jfk", 3.0, "jfk", 3.0, "jfk"), 16000, "flac")  # 3 windows
+    fields = dict(language="en", punctuate="false", summarize="true")
+    with requests.post(f"{graph}/v1/transcribe", files={"file": ("three.flac", data)},
+                       data={**fields, "stream": "true"}, stream=True, timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r)
+    names = [name for name, _ in events]
+    assert names[-1] == "document" and names.count("document") == 1
+    progress = [body for name, body in events if name == "progress"]
+    assert [p["windows_done"] for p in progress] == [1, 2, 3]
+    assert all(p["windows_total"] == 3 for p in progress)
+    assert progress[-1]["audio_seconds_done"] == pytest.approx(progress[-1]["audio_seconds_total"])
+    streamed = events[-1][1]
+    assert [body for name, body in events if name == "segment"] == streamed["segments"]
+    assert names.index("segment") < names.index("document")
+    plain = post(graph, data, "three.flac", **fields).json()
+    ignore = {"timings", "real_time_factor", "request_id"}
+    assert {k: v for k, v in streamed.items() if k not in ignore} == \
+           {k: v for k, v in plain.items() if k not in ignore}
 
 
 def test_language_and_task_are_honoured(graph):
@@ -198,3 +232,29 @@ def test_openapi_describes_the_routes_and_form_fields(graph):
     fields = schema["components"]["schemas"][ref]["properties"]
     assert {"file", "language", "task", "punctuate", "summarize"} <= set(fields)
     assert {"413", "415", "422"} <= set(schema["paths"]["/v1/transcribe"]["post"]["responses"])
+
+
+def test_client_command_writes_formats_next_to_each_file_with_progress(graph, tmp_path):
+    import subprocess
+    import sys
+
+    import srt
+
+    from conftest import ROOT
+
+    long = tmp_path / "two windows.flac"
+    long.write_bytes(encode(speech_and_silence("jfk", 3.0, "jfk"), 16000, "flac"))
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not audio")
+    done = subprocess.run([sys.executable, "-m", "pipeline", "client", str(long), str(bad),
+                           "--url", graph, "--no-summarize"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1, "one file failed"
+    assert "error: " in done.stderr and "notes.txt" in done.stderr and "HTTP 415" in done.stderr
+    assert "2/2" in done.stderr, "the progress bar counted both windows"
+    doc = json.loads((tmp_path / "two windows.json").read_text())
+    assert doc["duration_s"] == pytest.approx(25.0, abs=0.05) and doc["segments"]
+    cues = list(srt.parse((tmp_path / "two windows.srt").read_text()))
+    assert len(cues) == len(doc["segments"])
+    assert (tmp_path / "two windows.vtt").read_text().startswith("WEBVTT")
+    assert not (tmp_path / "notes.json").exists()
