@@ -40,6 +40,7 @@ class _WindowRequest:
 class AsrDeployment:
     def __init__(self, settings: AsrSettings):
         self.transcriber = WhisperTranscriber(settings)
+        self.replica_id = serve.get_replica_context().replica_id.unique_id
 
     def reconfigure(self, user_config: dict) -> None:
         batching = AsrBatching.model_validate(user_config or {})
@@ -52,7 +53,8 @@ class AsrDeployment:
     async def transcribe(self, audio: np.ndarray, window: Window, language: str | None,
                          options: DecodeOptions) -> WindowTranscript:
         """Transcribe one window (``audio`` arrives resolved from the object store)."""
-        return await self._transcribe_batch(_WindowRequest(audio, window, language, options))
+        transcript = await self._transcribe_batch(_WindowRequest(audio, window, language, options))
+        return transcript.model_copy(update={"replica_id": self.replica_id})
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _transcribe_batch(self, requests: list[_WindowRequest]) -> list[WindowTranscript]:

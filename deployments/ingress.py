@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import contextmanager, suppress
 from typing import Annotated
@@ -500,7 +501,8 @@ class IngressDeployment:
             post = not_requested()
         finished = time.perf_counter()
         timings = StageTimings(preprocess_s=preprocessed - started, asr_s=transcribed - preprocessed,
-                               postprocess_s=finished - transcribed, total_s=finished - started)
+                               postprocess_s=finished - transcribed, total_s=finished - started,
+                               asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts)))
         language = (transcripts[0].language if transcripts
                     else language or self.settings.asr.default_language or NO_SPEECH_LANGUAGE)
         return build_document(language=language, task=task, duration_s=plan.duration_s,

@@ -56,6 +56,8 @@ class WindowTranscript(_Schema):
     window: int
     language: str
     segments: list[Segment]
+    replica_id: str | None = None
+    """The ASR replica that transcribed it (filled in by the service)."""
 
 
 class Summary(_Schema):
@@ -102,6 +104,8 @@ class StageTimings(_Schema):
     asr_s: float = 0.0
     postprocess_s: float = 0.0
     total_s: float = 0.0
+    asr_windows_by_replica: dict[str, int] = Field(default_factory=dict)
+    """How many of the file's windows each ASR replica transcribed (the service only)."""
 
 
 class ModelInfo(_Schema):

@@ -3,6 +3,7 @@ cluster serving the graph over real HTTP on 127.0.0.1:8000."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
@@ -62,9 +63,10 @@ def wait_healthy(url: str, timeout_s: float = 240) -> None:
     raise TimeoutError(f"{url}/healthz did not answer 200 within {timeout_s} s")
 
 
-@pytest.fixture(scope="module")
-def graph():
-    """The graph on a real local Ray cluster with one *logical* GPU (none physically here)."""
+@contextlib.contextmanager
+def serving(args: dict):
+    """``args`` served as the application "speechgraph" on a real local Ray cluster with one
+    *logical* GPU (none physically here), over HTTP on 127.0.0.1:8000."""
     import socket
 
     import ray
@@ -78,9 +80,16 @@ def graph():
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": 8000})
-        serve.run(build_app(graph_args()), name="speechgraph", route_prefix="/")
+        serve.run(build_app(args), name="speechgraph", route_prefix="/")
         wait_healthy(BASE_URL)
         yield BASE_URL
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def graph():
+    """The graph with the test limits."""
+    with serving(graph_args()) as url:
+        yield url
