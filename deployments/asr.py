@@ -67,7 +67,8 @@ class AsrDeployment:
             windows = [WindowAudio(r.audio, r.window.start_s, r.window.index) for _, r in group]
             out = await asyncio.to_thread(self.transcriber.transcribe, windows,
                                           language=[r.language for _, r in group], options=options)
-            results.update({i: transcript for (i, _), transcript in zip(group, out)})
+            results.update({i: transcript.model_copy(update={"batch_size": len(group)})
+                            for (i, _), transcript in zip(group, out)})
         return [results[i] for i in range(len(requests))]
 
     def model_info(self) -> ModelInfo:

@@ -502,7 +502,8 @@ class IngressDeployment:
         finished = time.perf_counter()
         timings = StageTimings(preprocess_s=preprocessed - started, asr_s=transcribed - preprocessed,
                                postprocess_s=finished - transcribed, total_s=finished - started,
-                               asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts)))
+                               asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts)),
+                               asr_largest_batch=max((t.batch_size for t in transcripts), default=0))
         language = (transcripts[0].language if transcripts
                     else language or self.settings.asr.default_language or NO_SPEECH_LANGUAGE)
         return build_document(language=language, task=task, duration_s=plan.duration_s,

@@ -58,6 +58,8 @@ class WindowTranscript(_Schema):
     segments: list[Segment]
     replica_id: str | None = None
     """The ASR replica that transcribed it (filled in by the service)."""
+    batch_size: int = 1
+    """Windows in the ``generate`` call that decoded it (the service batches across requests)."""
 
 
 class Summary(_Schema):
@@ -106,6 +108,9 @@ class StageTimings(_Schema):
     total_s: float = 0.0
     asr_windows_by_replica: dict[str, int] = Field(default_factory=dict)
     """How many of the file's windows each ASR replica transcribed (the service only)."""
+    asr_largest_batch: int = 0
+    """Most windows in one ``generate`` call that decoded this file's windows, counting other
+    requests' windows batched with them (the service only)."""
 
 
 class ModelInfo(_Schema):

@@ -30,10 +30,16 @@ class SpeechDetector:
         from silero_vad import load_silero_vad
 
         self.settings = settings
-        self.model = load_silero_vad()
-        # The model carries its recurrent state between calls: one file at a time. Concurrent
-        # calls from several threads crashed the process (a preprocess replica died under load).
-        self._lock = threading.Lock()
+        # The model carries its recurrent state between calls, so each thread gets its own copy
+        # (one shared copy used from several threads crashed a preprocess replica under load).
+        self._local = threading.local()
+        self._load = load_silero_vad
+        self._model()  # load now: a broken install fails at start, not on the first request
+
+    def _model(self):
+        if not hasattr(self._local, "model"):
+            self._local.model = self._load()
+        return self._local.model
 
     @torch.inference_mode()
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]:
@@ -43,13 +49,13 @@ class SpeechDetector:
         if audio.size == 0:
             return []
         s = self.settings
-        with self._lock:
-            found = get_speech_timestamps(
-                torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), self.model,
-                threshold=s.vad_threshold, sampling_rate=self.sample_rate,
-                min_silence_duration_ms=int(s.vad_min_silence_s * 1000),
-                speech_pad_ms=int(s.vad_speech_pad_s * 1000))
-            self.model.reset_states()
+        model = self._model()
+        found = get_speech_timestamps(
+            torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), model,
+            threshold=s.vad_threshold, sampling_rate=self.sample_rate,
+            min_silence_duration_ms=int(s.vad_min_silence_s * 1000),
+            speech_pad_ms=int(s.vad_speech_pad_s * 1000))
+        model.reset_states()
         return [(int(t["start"]), int(t["end"])) for t in found]
 
 

@@ -258,3 +258,15 @@ def test_client_command_writes_formats_next_to_each_file_with_progress(graph, tm
     assert len(cues) == len(doc["segments"])
     assert (tmp_path / "two windows.vtt").read_text().startswith("WEBVTT")
     assert not (tmp_path / "notes.json").exists()
+
+
+def test_concurrent_requests_are_batched_together(graph):
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = encode(speech_and_silence("jfk", 3.0, "jfk", 3.0, "jfk"), 16000, "flac")  # 3 windows each
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: post(graph, data, "three.flac", language="en", punctuate="false",
+                                               summarize="false"), range(8)))
+    assert all(r.status_code == 200 for r in answers)
+    largest = [r.json()["timings"]["asr_largest_batch"] for r in answers]
+    assert all(n >= 1 for n in largest) and max(largest) > 1, largest
