@@ -1,0 +1,176 @@
+"""Long audio through the graph: one long file with 1 and 2 ASR replicas, and 8 concurrent
+requests with ASR batching on and off. Prints a table and writes BENCHMARKS.md.
+
+    .venv/bin/python bench/long_audio.py [--config configs/tiny.yaml] [--minutes 60] [--repeats 3]
+
+Each scenario starts its own local Ray cluster and Serve application from the config (the models
+named there; ``tiny-random`` on this machine), so the scenarios are measured side by side in one
+run. The audio is the shared JFK clip again and again with silences between (real speech, so VAD
+keeps it). Reported numbers are medians over ``--repeats`` runs (the long file: one run each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import os
+import platform
+import statistics
+import sys
+import time
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CLIP = ROOT.parent / "shared" / "fixtures" / "audio" / "jfk.wav"
+URL = "http://127.0.0.1:8000"
+GAPS = [2.0, 5.0, 0.6, 12.0, 3.0]
+
+
+def speech(seconds: float) -> np.ndarray:
+    from pipeline.audio import decode_audio
+
+    clip = decode_audio(CLIP, max_duration_s=60)
+    parts, t, i = [], 0.0, 0
+    while t < seconds:
+        gap = np.zeros(int(GAPS[i % len(GAPS)] * 16000), np.float32)
+        parts += [clip, gap]
+        t += (clip.size + gap.size) / 16000
+        i += 1
+    return np.concatenate(parts)
+
+
+def wav_bytes(audio: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def app_args(config: Path, *, asr_replicas: int, max_batch_size: int) -> dict:
+    raw = yaml.safe_load(config.read_text())
+    args = copy.deepcopy(raw["applications"][0]["args"])
+    args["audio"].update(max_duration_s=4 * 3600, max_upload_mb=1024)
+    asr = args["deployments"]["asr"]
+    asr.pop("autoscaling_config", None)
+    asr["num_replicas"] = asr_replicas
+    asr["user_config"] = {**asr.get("user_config", {}), "max_batch_size": max_batch_size}
+    return args
+
+
+def serve_and_measure(args: dict, work, warmup) -> list[float]:
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+        serve.run(build_app(args), name="speechgraph", route_prefix="/")
+        deadline = time.monotonic() + 300
+        while requests.get(f"{URL}/healthz", timeout=10).status_code != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the graph did not become healthy")
+            time.sleep(0.5)
+        warmup()  # models loaded and first calls done before anything is timed
+        return work()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def post(data: bytes) -> dict:
+    r = requests.post(f"{URL}/v1/transcribe", files={"file": ("audio.wav", data)},
+                      data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=7200)
+    r.raise_for_status()
+    return r.json()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "tiny.yaml")
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    opts = parser.parse_args()
+
+    long_audio = speech(opts.minutes * 60)
+    long_data = wav_bytes(long_audio)
+    long_s = long_audio.size / 16000
+    short_audio = speech(30.0)  # three windows
+    short_data = wav_bytes(short_audio)
+    short_s = short_audio.size / 16000
+    rows = []
+
+    for replicas in (1, 2):
+        def long_run() -> list[float]:
+            started = time.perf_counter()
+            doc = post(long_data)
+            wall = time.perf_counter() - started
+            print(f"  {replicas} replica(s): {wall:.1f} s, windows by replica "
+                  f"{doc['timings']['asr_windows_by_replica']}", file=sys.stderr)
+            return [wall]
+        print(f"long file, {replicas} ASR replica(s) ...", file=sys.stderr)
+        wall = serve_and_measure(app_args(opts.config, asr_replicas=replicas, max_batch_size=8), long_run,
+                                 warmup=lambda: [post(short_data) for _ in range(2)])[0]
+        rows.append((f"{long_s / 60:.0f}-min file, {replicas} ASR replica(s)", wall, long_s / wall, wall / long_s))
+
+    for batch in (8, 1):
+        def concurrent_run() -> list[float]:
+            walls = []
+            for _ in range(opts.repeats):
+                started = time.perf_counter()
+                with ThreadPoolExecutor(8) as pool:
+                    docs = list(pool.map(lambda _: post(short_data), range(8)))
+                walls.append(time.perf_counter() - started)
+            print(f"  max_batch_size={batch}: largest batches {[d['timings']['asr_largest_batch'] for d in docs]}",
+                  file=sys.stderr)
+            return [statistics.median(walls)]
+        print(f"8 concurrent requests, max_batch_size={batch} ...", file=sys.stderr)
+        wall = serve_and_measure(app_args(opts.config, asr_replicas=1, max_batch_size=batch), concurrent_run,
+                                 warmup=lambda: post(short_data))[0]
+        audio_s = 8 * short_s
+        rows.append((f"8 concurrent x {short_s:.0f} s, max_batch_size={batch}", wall, audio_s / wall, wall / audio_s))
+
+    speedup = rows[0][1] / rows[1][1]
+    batching = rows[3][1] / rows[2][1]
+    table = ["| scenario | wall s (median) | audio s per wall s | real-time factor |",
+             "| --- | ---: | ---: | ---: |"]
+    table += [f"| {name} | {wall:.1f} | {tput:.1f} | {rtf:.4f} |" for name, wall, tput, rtf in rows]
+    import torch
+
+    text = "\n".join([
+        "# Benchmarks",
+        "",
+        "## Long audio (`bench/long_audio.py`)",
+        "",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}.",
+        f"Config: `{opts.config.relative_to(ROOT) if opts.config.is_relative_to(ROOT) else opts.config}` "
+        "(tiny random-weight models on this machine: compute and batching are real, the text is not).",
+        f"Command: `.venv/bin/python bench/long_audio.py --minutes {opts.minutes:g} --repeats {opts.repeats}`",
+        "",
+        *table,
+        "",
+        f"- 2 vs 1 ASR replicas on the long file: {speedup:.2f}x",
+        f"- batched (max_batch_size=8) vs unbatched (1), 8 concurrent requests: {batching:.2f}x",
+        "",
+    ])
+    print(text)
+    opts.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
