@@ -292,14 +292,15 @@ class IngressDeployment:
                                options: DecodeOptions, punctuate: bool,
                                summarize: bool) -> AsyncIterator[tuple[str, BaseModel]]:
         collected: list[WindowTranscript] = []
+        next_id = 0  # document-wide segment ids, as stitch_segments numbers them
         async for event in self._window_events(plan, language, options):
             if isinstance(event, WindowProgress):
                 yield "progress", event
                 continue
             collected.append(event)
-            first_id = sum(len(w.segments) for w in collected[:-1])
-            for i, segment in enumerate(sorted(event.segments, key=lambda s: (s.start, s.end))):
-                yield "segment", segment.model_copy(update={"id": first_id + i})
+            for segment in sorted(event.segments, key=lambda s: (s.start, s.end)):
+                yield "segment", segment.model_copy(update={"id": next_id})
+                next_id += 1
         yield "document", await self._finish(_replay(collected), plan, started, task=options.task,
                                              language=language, punctuate=punctuate, summarize=summarize)
 

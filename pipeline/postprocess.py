@@ -89,6 +89,17 @@ def parse_summary(raw: str) -> Summary:
             f'the LLM\'s JSON is not of the shape {{"abstract": str, "bullets": [str]}} ({problems})') from None
 
 
+def _parse_summaries(answers: list[str]) -> tuple[list[Summary], list[str]]:
+    """The answers that parse as summaries, and why the others do not."""
+    parsed, problems = [], []
+    for answer in answers:
+        try:
+            parsed.append(parse_summary(answer))
+        except SummaryFormatError as exc:
+            problems.append(str(exc))
+    return parsed, problems
+
+
 def not_requested() -> PostprocessResult:
     """The result when the caller asked for neither punctuation nor a summary."""
     return PostprocessResult(punctuation=PunctuationResult(applied=False, reason="not requested"),
@@ -205,12 +216,7 @@ class PostProcessor:
 
     def _summarize(self, chunks: list[Chunk], used: list[ChatOutput]) -> SummaryResult:
         answers = self._chat(SUMMARY_PROMPT, [c.body for c in chunks], self.settings.max_summary_tokens, used)
-        parts, problems = [], []
-        for answer in answers:
-            try:
-                parts.append(parse_summary(answer))
-            except SummaryFormatError as exc:
-                problems.append(str(exc))
+        parts, problems = _parse_summaries(answers)
         if len(chunks) == 1:
             if problems:
                 log.info("summary rejected: %s", problems[0])
@@ -228,12 +234,7 @@ class PostProcessor:
             groups = self._groups(texts)
             answers = self._chat(REDUCE_PROMPT, ["\n\n".join(g) for g in groups],
                                  self.settings.max_summary_tokens, used)
-            reduced, problems = [], []
-            for answer in answers:
-                try:
-                    reduced.append(parse_summary(answer))
-                except SummaryFormatError as exc:
-                    problems.append(str(exc))
+            reduced, problems = _parse_summaries(answers)
             if len(groups) == 1:
                 return SummaryResult(summary=reduced[0]) if reduced else SummaryResult(
                     reason=f"the combined summary was not usable ({problems[0]})")
