@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from contextlib import contextmanager, suppress
 from typing import Annotated
 
+import numpy as np
+import ray
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -29,7 +31,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
 from deployments.api_key import ApiKeyAuth, api_keys_from
-from deployments.preprocess import AudioPlan, Rejected
+from deployments.preprocess import AudioPlan, Rejected, Upload
 from deployments.protocol import (
     ErrorResponse,
     HealthResponse,
@@ -214,6 +216,19 @@ def _event_stream(events: AsyncIterator[tuple[str, BaseModel]], *, named: bool) 
 async def _result(response):
     """Await a Serve call (a ``DeploymentResponse`` is awaitable but not a coroutine)."""
     return await response
+
+
+UPLOAD_CHUNK_BYTES = 4 << 20
+
+
+async def _to_object_store(file: UploadFile) -> Upload:
+    """Copy the upload from its spooled temporary file into the object store a chunk at a time,
+    so the driver's heap holds one chunk, never the whole file (#4)."""
+    chunks, size = [], 0
+    while chunk := await file.read(UPLOAD_CHUNK_BYTES):
+        chunks.append(ray.put(np.frombuffer(chunk, np.uint8)))
+        size += len(chunk)
+    return Upload(chunks=chunks, size=size)
 
 
 async def _replay(items: list) -> AsyncIterator:
@@ -428,13 +443,13 @@ class IngressDeployment:
         if file is None:
             raise InvalidParameter("The request has no 'file' part. Send the audio as "
                                    "multipart/form-data in a field named 'file'.", "file", "missing_file")
-        data = await file.read()
-        if not data:
+        upload = await _to_object_store(file)
+        if not upload.size:
             raise InvalidParameter(f"The uploaded file {file.filename!r} is empty (0 bytes). "
                                    "Send an audio file.", "file", "empty_file")
         started = time.perf_counter()
         with _stage_errors():
-            plan: AudioPlan | Rejected = await self.stages["preprocess"].remote(data)
+            plan: AudioPlan | Rejected = await self.stages["preprocess"].remote(upload)
         if isinstance(plan, Rejected):
             raise plan.error
         return plan, started

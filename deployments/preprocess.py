@@ -1,7 +1,9 @@
 """Preprocessing stage: decode the upload, cut windows, put each window in the object store.
 
-It returns a small :class:`AudioPlan` holding ``ObjectRef``s, so the driver routes windows to ASR
-replicas without ever holding the samples itself.
+The upload arrives as :class:`Upload`, the file's bytes in object-store chunks that the driver
+wrote as it read them from its spooled temporary file, so the driver never holds the whole file
+in its heap (#4). The stage returns a small :class:`AudioPlan` holding ``ObjectRef``s, so the
+driver routes windows to ASR replicas without ever holding the samples itself.
 """
 
 from __future__ import annotations
@@ -34,6 +36,18 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """An uploaded file as ``ObjectRef``s of consecutive uint8 chunks, in order."""
+
+    chunks: list[ray.ObjectRef]
+    size: int
+
+    def read(self) -> bytes:
+        """The file's bytes, joined once (the chunks themselves are zero-copy views)."""
+        return b"".join(memoryview(chunk) for chunk in ray.get(self.chunks))
+
+
+@dataclass(frozen=True)
 class AudioPlan:
     """Decoded audio as refs: one ``ObjectRef`` (float32 samples) per window."""
 
@@ -49,17 +63,19 @@ class PreprocessDeployment:
         self.settings = settings
         self.planner = WindowPlanner(settings)
 
-    async def __call__(self, data: bytes) -> AudioPlan | Rejected:
+    async def __call__(self, upload: Upload) -> AudioPlan | Rejected:
         try:
-            audio = await asyncio.to_thread(decode_audio, data, max_duration_s=self.settings.max_duration_s,
-                                            sample_rate=SAMPLE_RATE)
+            audio = await asyncio.to_thread(self._decode, upload)
         except AudioError as exc:
-            log.info("rejected upload (%d bytes): %s", len(data), exc.code)
+            log.info("rejected upload (%d bytes): %s", upload.size, exc.code)
             return Rejected(exc)
         windows = await asyncio.to_thread(self.planner.plan, audio, SAMPLE_RATE)
         refs = [ray.put(w.cut(audio)) for w in windows]
         return AudioPlan(duration_s=audio.size / SAMPLE_RATE, sample_rate=SAMPLE_RATE,
                          windows=windows, refs=refs)
+
+    def _decode(self, upload: Upload):
+        return decode_audio(upload.read(), max_duration_s=self.settings.max_duration_s, sample_rate=SAMPLE_RATE)
 
     def model_info(self) -> ModelInfo:
         return ModelInfo(stage="preprocess", model=f"pyav-{av.__version__}+{self.planner.method}",

@@ -25,9 +25,11 @@ def tone(seconds: float, sample_rate: int = 16000, freq: float = 220.0) -> np.nd
     return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def encode(audio: np.ndarray, sample_rate: int, fmt: str, channels: int = 1) -> bytes:
-    """Encode mono float32 ``audio`` (at ``sample_rate``) into container ``fmt``."""
-    codec, rate = FORMATS[fmt]
+def encode(audio: np.ndarray, sample_rate: int, fmt: str, channels: int = 1, rate: int | None = None) -> bytes:
+    """Encode mono float32 ``audio`` (at ``sample_rate``) into container ``fmt``, at the format's
+    usual rate unless ``rate`` is given."""
+    codec, usual = FORMATS[fmt]
+    rate = rate or usual
     if rate != sample_rate:
         idx = np.arange(int(len(audio) * rate / sample_rate)) * sample_rate / rate
         audio = np.interp(idx, np.arange(len(audio)), audio).astype(np.float32)
@@ -86,6 +88,27 @@ def jfk() -> np.ndarray:
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
     return decode_audio(shared / "jfk.wav", max_duration_s=60)
+
+
+SENTENCES = [
+    "The quarterly report is due on Friday, and the numbers still need checking.",
+    "Please turn left at the second light, then park behind the library.",
+    "Our guest today has spent twenty years studying how rivers change their course.",
+]
+
+
+def espeak(text: str, voice: str = "en-us", words_per_minute: int = 160) -> np.ndarray:
+    """``text`` spoken by espeak-ng (Debian's package; installed by .ci/run), at 16 kHz mono."""
+    import shutil
+    import subprocess
+
+    from pipeline.audio import decode_audio
+
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed: apt-get install espeak-ng (see .ci/run)")
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "--stdout", text],
+                         check=True, capture_output=True, timeout=60).stdout
+    return decode_audio(wav, max_duration_s=120)
 
 
 def speech_and_silence(*parts: str | float) -> np.ndarray:

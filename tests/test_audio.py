@@ -90,3 +90,30 @@ def test_errors_survive_pickling():
 
     err = pickle.loads(pickle.dumps(AudioTooLong("too long")))
     assert isinstance(err, AudioTooLong) and err.code == "audio_too_long" and str(err) == "too long"
+
+
+def test_a_two_hour_file_is_held_once_while_decoding():
+    """The decode writes into one array sized from the header: its peak allocation is the
+    decoded audio itself, not frames plus their concatenation (2x)."""
+    import tracemalloc
+
+    audio = np.zeros(2 * 3600 * 16000, np.float32)
+    audio[::7] = 0.01  # not digital silence, so the FLAC has real frames to decode
+    data = encode(audio, 16000, "flac", rate=16000)
+    del audio
+    tracemalloc.start()
+    try:
+        decoded = decode_audio(data, max_duration_s=3 * 3600)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.size == 2 * 3600 * 16000
+    assert peak < 1.05 * decoded.nbytes, f"peak {peak / 2**20:.0f} MiB for {decoded.nbytes / 2**20:.0f} MiB decoded"
+
+
+def test_a_file_without_declared_duration_decodes_whole():
+    """webm declares no duration: the buffer starts at a minute and grows as the decode goes."""
+    audio = tone(150.0)
+    decoded = decode_audio(encode(audio, 16000, "webm"), max_duration_s=600)
+    assert decoded.size == pytest.approx(audio.size, abs=16000 * 0.05)
+    assert np.abs(decoded[16000 * 120:16000 * 121]).max() > 0.1, "the tone is there after the first growth"

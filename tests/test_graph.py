@@ -188,9 +188,15 @@ def test_asr_and_llm_share_one_logical_gpu_and_run_on_cpu(graph):
 
 
 def test_driver_receives_object_refs_not_audio(graph):
+    from deployments.preprocess import Upload
+
     handle = serve.get_deployment_handle("preprocess", app_name="speechgraph")
     data = (SHARED_AUDIO / "jfk.flac").read_bytes()
-    plan = handle.remote(data).result(timeout_s=60)
+    step = 64 * 1024  # the upload goes in as object-store chunks, which the stage joins in order
+    upload = Upload(chunks=[ray.put(np.frombuffer(data[i:i + step], np.uint8)) for i in range(0, len(data), step)],
+                    size=len(data))
+    assert len(upload.chunks) > 2
+    plan = handle.remote(upload).result(timeout_s=60)
     assert plan.refs and all(isinstance(ref, ray.ObjectRef) for ref in plan.refs)
     assert len(plan.refs) == len(plan.windows)
     window = ray.get(plan.refs[0])
