@@ -41,6 +41,7 @@ class AsrDeployment:
     def __init__(self, settings: AsrSettings):
         self.transcriber = WhisperTranscriber(settings)
         self.replica_id = serve.get_replica_context().replica_id.unique_id
+        self.windows_transcribed = 0
 
     def reconfigure(self, user_config: dict) -> None:
         batching = AsrBatching.model_validate(user_config or {})
@@ -69,7 +70,9 @@ class AsrDeployment:
                                           language=[r.language for _, r in group], options=options)
             results.update({i: transcript.model_copy(update={"batch_size": len(group)})
                             for (i, _), transcript in zip(group, out)})
+            self.windows_transcribed += len(group)
         return [results[i] for i in range(len(requests))]
 
     def model_info(self) -> ModelInfo:
-        return self.transcriber.info().model_copy(update=replica_placement())
+        return self.transcriber.info().model_copy(
+            update={**replica_placement(), "windows_transcribed": self.windows_transcribed})

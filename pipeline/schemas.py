@@ -133,6 +133,8 @@ class ModelInfo(_Schema):
     """The cluster node of that replica."""
     gpu_ids: list[str] = Field(default_factory=list)
     """GPU ids the scheduler assigned to that replica (logical; empty when none)."""
+    windows_transcribed: int | None = None
+    """Windows that replica has run through Whisper since it started (ASR only)."""
 
 
 class TranscriptionResult(_Schema):
