@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
@@ -218,6 +219,15 @@ async def _result(response):
     return await response
 
 
+@dataclass(frozen=True)
+class PreprocessClock:
+    """When a request's preprocessing started and ended (``perf_counter``): a streamed request
+    builds its document after its windows are done, so the split cannot be timed there."""
+
+    started: float
+    preprocessed: float
+
+
 UPLOAD_CHUNK_BYTES = 4 << 20
 
 
@@ -293,17 +303,17 @@ class IngressDeployment:
                                                  "all before it are ready, then 'document'.")] = False,
     ) -> TranscriptionResult:
         language = normalize_language(language)
-        plan, started = await self._preprocess(file)
+        plan, clock = await self._preprocess(file)
         options = DecodeOptions(task=task)
         if stream:
-            return _event_stream(self._document_events(plan, started, language=language, options=options,
+            return _event_stream(self._document_events(plan, clock, language=language, options=options,
                                                        punctuate=punctuate, summarize=summarize),
                                  named=True)
         return await self._finish(self._transcribe_windows(plan, language, options),
-                                  plan, started, task=task, language=language, punctuate=punctuate,
+                                  plan, clock, task=task, language=language, punctuate=punctuate,
                                   summarize=summarize)
 
-    async def _document_events(self, plan: AudioPlan, started: float, *, language: str | None,
+    async def _document_events(self, plan: AudioPlan, clock: PreprocessClock, *, language: str | None,
                                options: DecodeOptions, punctuate: bool,
                                summarize: bool) -> AsyncIterator[tuple[str, BaseModel]]:
         collected: list[WindowTranscript] = []
@@ -316,7 +326,7 @@ class IngressDeployment:
             for segment in sorted(event.segments, key=lambda s: (s.start, s.end)):
                 yield "segment", segment.model_copy(update={"id": next_id})
                 next_id += 1
-        yield "document", await self._finish(_replay(collected), plan, started, task=options.task,
+        yield "document", await self._finish(_replay(collected), plan, clock, task=options.task,
                                              language=language, punctuate=punctuate, summarize=summarize)
 
     # --- OpenAI's audio API -------------------------------------------------------------------
@@ -403,13 +413,13 @@ class IngressDeployment:
                       options: DecodeOptions, response_format: ResponseFormat,
                       granularities: frozenset[str], stream: bool, punctuate: bool, summarize: bool):
         self._model(model)
-        plan, started = await self._preprocess(file)
+        plan, clock = await self._preprocess(file)
         windows = self._transcribe_windows(plan, language, options)
         if stream:
-            return _event_stream(self._openai_events(windows, plan, started, task=options.task,
+            return _event_stream(self._openai_events(windows, plan, clock, task=options.task,
                                                      language=language, punctuate=punctuate,
                                                      summarize=summarize), named=False)
-        result = await self._finish(windows, plan, started, task=options.task, language=language,
+        result = await self._finish(windows, plan, clock, task=options.task, language=language,
                                     punctuate=punctuate, summarize=summarize)
         body = render_openai(result, response_format, granularities=granularities,
                              punctuate=punctuate, summarize=summarize)
@@ -418,7 +428,7 @@ class IngressDeployment:
         return PlainTextResponse(body, media_type=MEDIA_TYPES[response_format])
 
     async def _openai_events(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan,
-                             started: float, *, task: Task, language: str | None, punctuate: bool,
+                             clock: PreprocessClock, *, task: Task, language: str | None, punctuate: bool,
                              summarize: bool) -> AsyncIterator[tuple[str, BaseModel]]:
         """A ``transcript.text.delta`` per finished segment, in order, then ``transcript.text.done``.
         Segments finish a window at a time (one batched decode), and windows are sent in order."""
@@ -431,7 +441,7 @@ class IngressDeployment:
                 if text:
                     sent = True
                     yield "delta", TextDeltaEvent(delta=text)
-        result = await self._finish(_replay(collected), plan, started, task=task, language=language,
+        result = await self._finish(_replay(collected), plan, clock, task=task, language=language,
                                     punctuate=punctuate, summarize=summarize)
         yield "done", TextDoneEvent(text=output_text(result),
                                     punctuation=result.punctuation if punctuate else None,
@@ -439,7 +449,7 @@ class IngressDeployment:
 
     # --- the graph ----------------------------------------------------------------------------
 
-    async def _preprocess(self, file: UploadFile | None) -> tuple[AudioPlan, float]:
+    async def _preprocess(self, file: UploadFile | None) -> tuple[AudioPlan, PreprocessClock]:
         if file is None:
             raise InvalidParameter("The request has no 'file' part. Send the audio as "
                                    "multipart/form-data in a field named 'file'.", "file", "missing_file")
@@ -452,7 +462,7 @@ class IngressDeployment:
             plan: AudioPlan | Rejected = await self.stages["preprocess"].remote(upload)
         if isinstance(plan, Rejected):
             raise plan.error
-        return plan, started
+        return plan, PreprocessClock(started=started, preprocessed=time.perf_counter())
 
     async def _window_events(self, plan: AudioPlan, language: str | None,
                              options: DecodeOptions) -> AsyncIterator[WindowProgress | WindowTranscript]:
@@ -503,10 +513,10 @@ class IngressDeployment:
             if isinstance(event, WindowTranscript):
                 yield event
 
-    async def _finish(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, started: float,
+    async def _finish(self, windows: AsyncIterator[WindowTranscript], plan: AudioPlan, clock: PreprocessClock,
                       *, task: Task, language: str | None, punctuate: bool,
                       summarize: bool) -> TranscriptionResult:
-        preprocessed = time.perf_counter()
+        started, preprocessed = clock.started, clock.preprocessed
         transcripts = [w async for w in windows]
         segments = stitch_segments(transcripts)
         transcribed = time.perf_counter()
@@ -518,7 +528,7 @@ class IngressDeployment:
         finished = time.perf_counter()
         timings = StageTimings(preprocess_s=preprocessed - started, asr_s=transcribed - preprocessed,
                                postprocess_s=finished - transcribed, total_s=finished - started,
-                               asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts)),
+                               windows=len(plan.windows), asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts)),
                                asr_largest_batch=max((t.batch_size for t in transcripts), default=0))
         language = (transcripts[0].language if transcripts
                     else language or self.settings.asr.default_language or NO_SPEECH_LANGUAGE)

@@ -19,7 +19,8 @@ class ServiceError(RuntimeError):
     """The service refused the file or failed; the message is the service's own."""
 
 
-def _events(response: requests.Response) -> Iterator[tuple[str, dict]]:
+def sse_events(response: requests.Response) -> Iterator[tuple[str, dict]]:
+    """(event name, JSON data) pairs of a server-sent-events response, as they arrive."""
     name = "message"
     for line in response.iter_lines(decode_unicode=True):
         if line.startswith("event: "):
@@ -45,7 +46,7 @@ def transcribe_remote(url: str, path: Path, *, language: str | None = None, task
             except (ValueError, KeyError, TypeError):
                 message = response.text[:500]
             raise ServiceError(f"HTTP {response.status_code}: {message}")
-        for name, body in _events(response):
+        for name, body in sse_events(response):
             if name == "progress" and progress:
                 progress(body["windows_done"], body["windows_total"], body["audio_seconds_done"])
             elif name == "error":

@@ -53,7 +53,8 @@ class InProcessPipeline:
         post = self.postprocessor.run(transcript_text(segments), punctuate=punctuate, summarize=summarize)
         finished = time.perf_counter()
         timings = StageTimings(preprocess_s=preprocessed - started, asr_s=transcribed - preprocessed,
-                               postprocess_s=finished - transcribed, total_s=finished - started)
+                               postprocess_s=finished - transcribed, total_s=finished - started,
+                               windows=len(windows))
         return build_document(language=language or NO_SPEECH_LANGUAGE, task=task, duration_s=audio.size / self.transcriber.sample_rate,
                               segments=segments, post=post, timings=timings,
                               models={"asr": self.settings.asr.model, "llm": self.settings.llm.model})

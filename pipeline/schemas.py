@@ -106,6 +106,8 @@ class StageTimings(_Schema):
     asr_s: float = 0.0
     postprocess_s: float = 0.0
     total_s: float = 0.0
+    windows: int = 0
+    """Speech windows the audio was cut into: one Whisper input each (none for silence)."""
     asr_windows_by_replica: dict[str, int] = Field(default_factory=dict)
     """How many of the file's windows each ASR replica transcribed (the service only)."""
     asr_largest_batch: int = 0

@@ -11,6 +11,7 @@ import requests
 from ray import serve
 
 from audio_files import encode, speech_and_silence, video_only_mp4
+from pipeline.client import sse_events
 from conftest import SHARED_AUDIO, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, clips, tiny_settings
 
 pytestmark = pytest.mark.usefixtures("graph")
@@ -74,23 +75,13 @@ def test_silence_gives_no_segments_without_whisper(graph):
     assert doc["summary"]["reason"] == "the transcript has no words"
 
 
-def sse_events(response: requests.Response) -> list[tuple[str, dict]]:
-    events, name = [], None
-    for line in response.iter_lines(decode_unicode=True):
-        if line.startswith("event: "):
-            name = line[len("event: "):]
-        elif line.startswith("data: "):
-            events.append((name, json.loads(line[len("data: "):])))
-    return events
-
-
 def test_stream_sends_progress_and_segments_before_the_same_document(graph):
     data = encode(speech_and_silence("jfk", 3.0, "jfk", 3.0, "jfk"), 16000, "flac")  # 3 windows
     fields = dict(language="en", punctuate="false", summarize="true")
     with requests.post(f"{graph}/v1/transcribe", files={"file": ("three.flac", data)},
                        data={**fields, "stream": "true"}, stream=True, timeout=120) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        events = sse_events(r)
+        events = list(sse_events(r))
     names = [name for name, _ in events]
     assert names[-1] == "document" and names.count("document") == 1
     progress = [body for name, body in events if name == "progress"]
@@ -98,6 +89,9 @@ def test_stream_sends_progress_and_segments_before_the_same_document(graph):
     assert all(p["windows_total"] == 3 for p in progress)
     assert progress[-1]["audio_seconds_done"] == pytest.approx(progress[-1]["audio_seconds_total"])
     streamed = events[-1][1]
+    timings = streamed["timings"]
+    assert timings["asr_s"] > 0.05 and timings["preprocess_s"] + timings["asr_s"] <= timings["total_s"], \
+        "the streamed document times its stages as the plain one does"
     assert [body for name, body in events if name == "segment"] == streamed["segments"]
     assert names.index("segment") < names.index("document")
     plain = post(graph, data, "three.flac", **fields).json()
