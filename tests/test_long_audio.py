@@ -4,16 +4,13 @@ reaches Whisper."""
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
 import numpy as np
-import psutil
 import pytest
 import requests
 
 from audio_files import SENTENCES, encode, espeak, jfk
 from conftest import graph_args, serving
+from process_memory import MemoryPeak, replica_pid
 
 SILENCES = [2.0, 5.0, 0.6, 12.0, 3.0]  # seconds between clips, cycled
 
@@ -52,54 +49,19 @@ def hour_of_speech() -> tuple[np.ndarray, list[tuple[float, float]]]:
     return np.concatenate(parts), silences
 
 
-class HeapPeak:
-    """The peak heap of the ingress replica's process while the block runs, sampled every 10 ms.
-
-    Heap is RSS less the shared memory of Ray's object store (``RssShmem``), which the kernel
-    counts in the RSS of every process that touched the pages; Ray's memory-management guide
-    says to subtract it, or object-store memory is counted once per worker."""
-
-    def __init__(self):
-        self.pid = next(p.pid for p in psutil.process_iter(["cmdline"])
-                        if any("ServeReplica:speechgraph:ingress" in c for c in p.info["cmdline"] or []))
-        self.baseline = self.peak = self.heap()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def heap(self) -> int:
-        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.pid}/status").read_text().splitlines())
-        return sum(int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssFile"))
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self.heap())
-
-    def __enter__(self) -> HeapPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
-
-
 def test_an_hour_fans_out_over_both_asr_replicas(long_graph):
     audio, silences = hour_of_speech()
     data = encode(audio, 16000, "flac")
     warm = requests.post(f"{long_graph}/v1/transcribe", files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
                          data={"language": "en"}, timeout=300)
     assert warm.status_code == 200, warm.text
-    with HeapPeak() as driver:
+    with MemoryPeak(replica_pid("ingress")) as driver:
         r = requests.post(f"{long_graph}/v1/transcribe", files={"file": ("hour.flac", data)},
                           data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=1200)
     assert r.status_code == 200, r.text[:500]
     decoded = audio.size * 4
-    assert driver.growth < len(data) + 50 * 2**20, (
-        f"the driver's heap grew {driver.growth / 2**20:.0f} MiB for a {len(data) / 2**20:.0f} MiB upload "
+    assert driver.heap_growth < len(data) + 50 * 2**20, (
+        f"the driver's heap grew {driver.heap_growth / 2**20:.0f} MiB for a {len(data) / 2**20:.0f} MiB upload "
         f"({decoded / 2**20:.0f} MiB decoded)")
     doc = r.json()
     assert doc["duration_s"] == pytest.approx(audio.size / 16000, abs=0.05)
