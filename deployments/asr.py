@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from deployments.metrics import AsrMetrics
 from deployments.placement import replica_placement
 from pipeline.schemas import ModelInfo, WindowTranscript
 from pipeline.settings import AsrSettings
@@ -42,6 +43,8 @@ class AsrDeployment:
         self.transcriber = WhisperTranscriber(settings)
         self.replica_id = serve.get_replica_context().replica_id.unique_id
         self.windows_transcribed = 0
+        self.metrics = AsrMetrics()
+        self.metrics.model_load_seconds.set(self.transcriber.load_s)
 
     def reconfigure(self, user_config: dict) -> None:
         batching = AsrBatching.model_validate(user_config or {})
@@ -71,6 +74,7 @@ class AsrDeployment:
             results.update({i: transcript.model_copy(update={"batch_size": len(group)})
                             for (i, _), transcript in zip(group, out)})
             self.windows_transcribed += len(group)
+            self.metrics.record_batch([r.window.duration_s for _, r in group])
         return [results[i] for i in range(len(requests))]
 
     def model_info(self) -> ModelInfo:

@@ -32,7 +32,9 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
 from deployments.api_key import ApiKeyAuth, api_keys_from
+from deployments.metrics import IngressMetrics
 from deployments.preprocess import AudioPlan, Rejected, Upload
+from deployments.request_log import RequestRecorder, note_request
 from deployments.protocol import (
     ErrorResponse,
     HealthResponse,
@@ -81,7 +83,8 @@ def _ingress() -> "IngressDeployment":
 
 
 api.add_middleware(UploadSizeLimit, max_bytes=lambda: _ingress().settings.audio.max_upload_bytes)
-api.add_middleware(ApiKeyAuth, keys=lambda: _ingress().api_keys)  # outermost: runs first
+api.add_middleware(ApiKeyAuth, keys=lambda: _ingress().api_keys)
+api.add_middleware(RequestRecorder, metrics=lambda: _ingress().metrics, routes=api.routes)  # outermost
 
 _ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 422, 429, 503)}
 
@@ -281,6 +284,7 @@ class IngressDeployment:
         self.api_keys = api_keys_from(os.environ.get(settings.api.api_key_env))
         self.model_names = list(dict.fromkeys([*settings.api.model_aliases, settings.asr.model]))
         self.started_at = int(time.time())
+        self.metrics = IngressMetrics()
         log.info("ingress ready; models %s; API key %s", self.model_names,
                  "required" if self.api_keys else "not required")
 
@@ -454,6 +458,8 @@ class IngressDeployment:
             raise InvalidParameter("The request has no 'file' part. Send the audio as "
                                    "multipart/form-data in a field named 'file'.", "file", "missing_file")
         upload = await _to_object_store(file)
+        if upload.size:
+            self.metrics.received_bytes.inc(upload.size)
         if not upload.size:
             raise InvalidParameter(f"The uploaded file {file.filename!r} is empty (0 bytes). "
                                    "Send an audio file.", "file", "empty_file")
@@ -530,6 +536,10 @@ class IngressDeployment:
                                postprocess_s=finished - transcribed, total_s=finished - started,
                                windows=len(plan.windows), asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts)),
                                asr_largest_batch=max((t.batch_size for t in transcripts), default=0))
+        self.metrics.record_document(timings, plan.duration_s)
+        note_request(audio_s=round(plan.duration_s, 3), windows=timings.windows,
+                     **{f"{stage}_s": round(getattr(timings, f"{stage}_s"), 4)
+                        for stage in ("preprocess", "asr", "postprocess")})
         language = (transcripts[0].language if transcripts
                     else language or self.settings.asr.default_language or NO_SPEECH_LANGUAGE)
         return build_document(language=language, task=task, duration_s=plan.duration_s,

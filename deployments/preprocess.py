@@ -16,6 +16,7 @@ import av
 import ray
 from ray import serve
 
+from deployments.metrics import PreprocessMetrics
 from deployments.placement import replica_placement
 from pipeline.audio import SAMPLE_RATE, AudioError, decode_audio
 from pipeline.schemas import ModelInfo
@@ -62,6 +63,7 @@ class PreprocessDeployment:
     def __init__(self, settings: AudioSettings):
         self.settings = settings
         self.planner = WindowPlanner(settings)
+        self.metrics = PreprocessMetrics()
 
     async def __call__(self, upload: Upload) -> AudioPlan | Rejected:
         try:
@@ -71,6 +73,7 @@ class PreprocessDeployment:
             return Rejected(exc)
         windows = await asyncio.to_thread(self.planner.plan, audio, SAMPLE_RATE)
         refs = [ray.put(w.cut(audio)) for w in windows]
+        self.metrics.record_plan(audio.size / SAMPLE_RATE, sum(w.duration_s for w in windows))
         return AudioPlan(duration_s=audio.size / SAMPLE_RATE, sample_rate=SAMPLE_RATE,
                          windows=windows, refs=refs)
 

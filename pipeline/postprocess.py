@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from pipeline.llm import ChatBackend, ChatOutput
-from pipeline.schemas import PostprocessResult, PunctuationResult, Summary, SummaryResult
+from pipeline.schemas import FallbackReason, PostprocessResult, PunctuationResult, Summary, SummaryResult
 from pipeline.settings import LlmSettings
 
 log = logging.getLogger(__name__)
@@ -141,32 +141,32 @@ class PostProcessor:
         if not (punctuate or summarize):
             return not_requested()
         used: list[ChatOutput] = []
-        problem = self._input_problem(text)
+        problem, code = self._input_problem(text)
         chunks = [] if problem else self.chunks(text)
         if not punctuate:
             punctuation = PunctuationResult(applied=False, reason="not requested")
         elif problem:
-            punctuation = PunctuationResult(applied=False, reason=problem)
+            punctuation = PunctuationResult(applied=False, reason=problem, fallback=code)
         else:
             punctuation = self._punctuate(chunks, used)
         if not summarize:
             summary = SummaryResult(reason="not requested")
         elif problem:
-            summary = SummaryResult(reason=problem)
+            summary = SummaryResult(reason=problem, fallback=code)
         else:
             summary = self._summarize(chunks, used)
         return PostprocessResult(punctuation=punctuation, summary=summary,
                                  tokens_in=sum(o.tokens_in for o in used),
                                  tokens_out=sum(o.tokens_out for o in used))
 
-    def _input_problem(self, text: str) -> str | None:
+    def _input_problem(self, text: str) -> tuple[str | None, FallbackReason | None]:
         if not normalized_words(text):
-            return "the transcript has no words"
+            return "the transcript has no words", "no_words"
         n = self.backend.count_tokens(text)
         if n > self.settings.max_transcript_tokens:
             return (f"the transcript is {n} LLM tokens, over llm.max_transcript_tokens="
-                    f"{self.settings.max_transcript_tokens}")
-        return None
+                    f"{self.settings.max_transcript_tokens}"), "transcript_too_long"
+        return None, None
 
     def chunks(self, text: str) -> list[Chunk]:
         """Cut ``text`` at spaces into chunks whose text (context included) fits one call."""
@@ -206,13 +206,15 @@ class PostProcessor:
             else:
                 pieces.append(drop_leading_words(answer, len(normalized_words(chunk.context))))
         if len(rejected) == len(chunks):
-            return PunctuationResult(applied=False, reason=f"the LLM changed the words "
-                                                           f"({'; '.join(rejected[:3])}); kept the raw text")
-        reason = None
+            return PunctuationResult(applied=False, fallback="words_changed",
+                                     reason=f"the LLM changed the words ({'; '.join(rejected[:3])}); "
+                                            "kept the raw text")
+        text = " ".join(p for p in pieces if p)
         if rejected:
-            reason = (f"the LLM changed the words in {len(rejected)} of {len(chunks)} chunks "
-                      f"({'; '.join(rejected[:3])}); those chunks are raw")
-        return PunctuationResult(applied=True, text=" ".join(p for p in pieces if p), reason=reason)
+            return PunctuationResult(applied=True, text=text, fallback="some_chunks_changed",
+                                     reason=f"the LLM changed the words in {len(rejected)} of {len(chunks)} "
+                                            f"chunks ({'; '.join(rejected[:3])}); those chunks are raw")
+        return PunctuationResult(applied=True, text=text)
 
     def _summarize(self, chunks: list[Chunk], used: list[ChatOutput]) -> SummaryResult:
         answers = self._chat(SUMMARY_PROMPT, [c.body for c in chunks], self.settings.max_summary_tokens, used)
@@ -220,10 +222,10 @@ class PostProcessor:
         if len(chunks) == 1:
             if problems:
                 log.info("summary rejected: %s", problems[0])
-                return SummaryResult(reason=problems[0])
+                return SummaryResult(reason=problems[0], fallback="unusable_answer")
             return SummaryResult(summary=parts[0])
         if not parts:
-            return SummaryResult(reason=f"no chunk summary was usable ({problems[0]})")
+            return SummaryResult(reason=f"no chunk summary was usable ({problems[0]})", fallback="unusable_answer")
         return self._reduce(parts, used)
 
     def _reduce(self, parts: list[Summary], used: list[ChatOutput]) -> SummaryResult:
@@ -237,10 +239,11 @@ class PostProcessor:
             reduced, problems = _parse_summaries(answers)
             if len(groups) == 1:
                 return SummaryResult(summary=reduced[0]) if reduced else SummaryResult(
-                    reason=f"the combined summary was not usable ({problems[0]})")
+                    reason=f"the combined summary was not usable ({problems[0]})", fallback="unusable_answer")
             if not reduced or len(reduced) >= len(parts):
                 return SummaryResult(reason=f"the chunk summaries could not be combined "
-                                            f"({problems[0] if problems else 'they do not shrink'})")
+                                            f"({problems[0] if problems else 'they do not shrink'})",
+                                     fallback="not_combined")
             parts = reduced
 
     def _groups(self, texts: list[str]) -> list[list[str]]:

@@ -73,6 +73,11 @@ class Summary(_Schema):
     """The main points, one per item."""
 
 
+FallbackReason = Literal["no_words", "transcript_too_long", "words_changed", "some_chunks_changed",
+                         "unusable_answer", "not_combined"]
+"""Why punctuation or a summary that was asked for was not (wholly) delivered, as a fixed code."""
+
+
 class PunctuationResult(_Schema):
     """Punctuated text, or why the raw text was kept."""
 
@@ -82,6 +87,8 @@ class PunctuationResult(_Schema):
     """The punctuated text (``None`` when not applied)."""
     reason: str | None = None
     """Why punctuation was not applied (not requested, words changed, too long, ...)."""
+    fallback: FallbackReason | None = None
+    """``reason`` as a fixed code, when punctuation was asked for and not (wholly) applied."""
 
 
 class SummaryResult(_Schema):
@@ -90,6 +97,8 @@ class SummaryResult(_Schema):
     summary: Summary | None = None
     reason: str | None = None
     """Why there is no summary (not requested, not valid JSON, wrong shape, ...)."""
+    fallback: FallbackReason | None = None
+    """``reason`` as a fixed code, when a summary was asked for and there is none."""
 
 
 class PostprocessResult(_Schema):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: espeak-ng (synthetic speech for long-audio tests) and sox.
+# Debian packages the tests use: espeak-ng (synthetic speech for long-audio tests), sox, and
+# prometheus (a real Prometheus server and promtool for the observability tests).
 # Installs only what is missing; uses sudo when not root.
 set -euo pipefail
 missing=()
-for pkg in espeak-ng sox; do
+for pkg in espeak-ng sox prometheus; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -64,9 +64,10 @@ def wait_healthy(url: str, timeout_s: float = 240) -> None:
 
 
 @contextlib.contextmanager
-def serving(args: dict):
+def serving(args: dict, metrics_export_port: int | None = None):
     """``args`` served as the application "speechgraph" on a real local Ray cluster with one
-    *logical* GPU (none physically here), over HTTP on 127.0.0.1:8000."""
+    *logical* GPU (none physically here), over HTTP on 127.0.0.1:8000; with Ray's Prometheus
+    endpoint on ``metrics_export_port`` when given."""
     import socket
 
     import ray
@@ -77,10 +78,12 @@ def serving(args: dict):
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 8000)) == 0:
             pytest.fail("127.0.0.1:8000 is already in use (a `serve run` left running?); stop it first")
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    metrics = {"_metrics_export_port": metrics_export_port} if metrics_export_port else {}
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False, **metrics)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": 8000})
-        serve.run(build_app(args), name="speechgraph", route_prefix="/")
+        logging_config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())["logging_config"]
+        serve.run(build_app(args), name="speechgraph", route_prefix="/", logging_config=logging_config)
         wait_healthy(BASE_URL)
         yield BASE_URL
     finally:

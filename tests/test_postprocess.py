@@ -97,7 +97,8 @@ def test_rejects_changed_words_and_keeps_the_raw_text():
                                                     summarize=False)
     assert not result.punctuation.applied and result.punctuation.text is None
     assert "word 4 changed from 'fellow' to 'dear'" in result.punctuation.reason
-    assert result.summary.reason == "not requested"
+    assert result.punctuation.fallback == "words_changed"
+    assert result.summary.reason == "not requested" and result.summary.fallback is None
 
 
 def test_too_long_transcripts_are_not_sent():
@@ -107,6 +108,7 @@ def test_too_long_transcripts_are_not_sent():
     assert chat.calls == []
     assert "max_transcript_tokens" in result.punctuation.reason
     assert "max_transcript_tokens" in result.summary.reason
+    assert result.punctuation.fallback == result.summary.fallback == "transcript_too_long"
 
 
 def test_the_real_tiny_llm_output_is_checked_not_trusted():
@@ -117,6 +119,7 @@ def test_the_real_tiny_llm_output_is_checked_not_trusted():
                                                   punctuate=True, summarize=True)
     assert result.punctuation.applied is False and "changed the words" in result.punctuation.reason
     assert result.summary.summary is None and result.summary.reason
+    assert (result.punctuation.fallback, result.summary.fallback) == ("words_changed", "unusable_answer")
     assert result.tokens_in > 0 and result.tokens_out > 0
 
 
@@ -159,7 +162,7 @@ def test_chunked_punctuation_keeps_every_word_once_in_one_batched_call():
     chat = RuleChat(sentence_case)
     result = PostProcessor(LlmSettings(max_input_tokens=20, chunk_overlap_words=4), chat).run(
         LONG, punctuate=True, summarize=False)
-    assert result.punctuation.applied and result.punctuation.reason is None
+    assert result.punctuation.applied and result.punctuation.reason is None and result.punctuation.fallback is None
     assert normalized_words(result.punctuation.text) == normalized_words(LONG)
     assert len(chat.calls) == 1 and len(chat.calls[0]) > 5, "all chunks in one batch"
 
@@ -172,6 +175,7 @@ def test_a_garbled_chunk_stays_raw_and_the_others_are_punctuated():
         LONG, punctuate=True, summarize=False)
     assert result.punctuation.applied
     assert "changed the words in" in result.punctuation.reason and "'w50' to 'fifty'" in result.punctuation.reason
+    assert result.punctuation.fallback == "some_chunks_changed"
     assert normalized_words(result.punctuation.text) == normalized_words(LONG)
     assert "W1" in result.punctuation.text and "fifty" not in result.punctuation.text
 

@@ -1,0 +1,112 @@
+"""The speech view of the service, as Prometheus metrics through ``ray.serve.metrics``.
+
+Why Ray's metrics and not ``prometheus_client`` in each replica: Ray's metrics agent on every node
+collects them from all replicas and serves one scrape endpoint (the ``metrics`` port KubeRay's
+PodMonitor scrapes), with the ``deployment``, ``replica`` and ``application`` labels added, next to
+Serve's own ``ray_serve_*`` series. Ray prefixes every name with ``ray_`` and adds ``_total`` to
+counters: ``speechgraph_requests`` is scraped as ``ray_speechgraph_requests_total``.
+
+Labels stay bounded: routes are the API's route templates, statuses are HTTP codes, reasons are
+the fixed codes of :data:`pipeline.schemas.FallbackReason`; never request ids, file names or
+languages. Each stage builds its metrics in its replica's ``__init__`` (Serve adds its labels only
+inside a replica).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ray.serve.metrics import Counter, Gauge, Histogram
+
+from pipeline.schemas import PostprocessResult, StageTimings
+
+#: Seconds, from a short clip's preprocessing to an hour-long file end to end.
+SECONDS_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]
+#: Wall seconds per audio second: a GPU is far below 0.1, a CPU with real models near 1.
+RTF_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5]
+BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64]
+#: Ray's histogram boundaries must be positive: a request with no speech lands at or below 0.5.
+WINDOW_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+RATIO_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+def audio_seconds() -> Counter:
+    return Counter("speechgraph_audio_seconds",
+                   description="Seconds of audio a stage has cleared (preprocess: decoded; asr: speech "
+                               "windows through Whisper).", tag_keys=("stage",))
+
+
+def model_load_seconds(stage: str) -> Gauge:
+    gauge = Gauge("speechgraph_model_load_seconds", description="Seconds the replica took to load its model.",
+                  tag_keys=("stage",))
+    gauge.set_default_tags({"stage": stage})
+    return gauge
+
+
+class IngressMetrics:
+    def __init__(self):
+        self.requests = Counter("speechgraph_requests", description="Requests answered, by route and HTTP status.",
+                                tag_keys=("route", "status"))
+        self.stage_seconds = Histogram("speechgraph_stage_seconds",
+                                       description="Seconds a request spent in each stage, as the driver saw "
+                                                   "them (queueing included); stage=total is end to end.",
+                                       boundaries=SECONDS_BUCKETS, tag_keys=("stage",))
+        self.real_time_factor = Histogram("speechgraph_real_time_factor",
+                                          description="Wall seconds per second of audio, per request.",
+                                          boundaries=RTF_BUCKETS)
+        self.windows = Histogram("speechgraph_windows_per_request",
+                                 description="Speech windows (Whisper inputs) per request.", boundaries=WINDOW_BUCKETS)
+        self.received_bytes = Counter("speechgraph_received_bytes", description="Bytes of audio uploads received.")
+
+    def record_document(self, timings: StageTimings, duration_s: float) -> None:
+        for stage in ("preprocess", "asr", "postprocess", "total"):
+            self.stage_seconds.observe(getattr(timings, f"{stage}_s"), tags={"stage": stage})
+        if duration_s > 0:
+            self.real_time_factor.observe(timings.total_s / duration_s)
+        self.windows.observe(timings.windows)
+
+
+class PreprocessMetrics:
+    def __init__(self):
+        self.audio_seconds = audio_seconds()
+        self.audio_seconds.set_default_tags({"stage": "preprocess"})
+        self.speech_ratio = Histogram("speechgraph_vad_speech_ratio",
+                                      description="Share of each file's duration that VAD kept as speech windows.",
+                                      boundaries=RATIO_BUCKETS)
+
+    def record_plan(self, duration_s: float, speech_s: float) -> None:
+        if duration_s > 0:
+            self.audio_seconds.inc(duration_s)
+            self.speech_ratio.observe(min(1.0, speech_s / duration_s))
+
+
+class AsrMetrics:
+    def __init__(self):
+        self.audio_seconds = audio_seconds()
+        self.audio_seconds.set_default_tags({"stage": "asr"})
+        self.batch_size = Histogram("speechgraph_asr_batch_size",
+                                    description="Windows per Whisper generate call.", boundaries=BATCH_BUCKETS)
+        self.model_load_seconds = model_load_seconds("asr")
+
+    def record_batch(self, window_seconds: Sequence[float]) -> None:
+        self.batch_size.observe(len(window_seconds))
+        if sum(window_seconds) > 0:
+            self.audio_seconds.inc(sum(window_seconds))
+
+
+class PostprocessMetrics:
+    def __init__(self):
+        self.llm_tokens = Counter("speechgraph_llm_tokens", description="LLM tokens, by direction (input, output).",
+                                  tag_keys=("direction",))
+        self.fallbacks = Counter("speechgraph_postprocess_fallbacks",
+                                 description="Punctuation or summary requested but not delivered, by task and "
+                                             "reason code.", tag_keys=("task", "reason"))
+        self.model_load_seconds = model_load_seconds("postprocess")
+
+    def record_result(self, result: PostprocessResult) -> None:
+        for direction, tokens in (("input", result.tokens_in), ("output", result.tokens_out)):
+            if tokens > 0:
+                self.llm_tokens.inc(tokens, tags={"direction": direction})
+        for task, fallback in (("punctuation", result.punctuation.fallback), ("summary", result.summary.fallback)):
+            if fallback is not None:
+                self.fallbacks.inc(tags={"task": task, "reason": fallback})
