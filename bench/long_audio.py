@@ -12,90 +12,15 @@ keeps it). Reported numbers are medians over ``--repeats`` runs (the long file: 
 from __future__ import annotations
 
 import argparse
-import copy
-import io
-import os
-import platform
 import statistics
 import sys
 import time
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import requests
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-CLIP = ROOT.parent / "shared" / "fixtures" / "audio" / "jfk.wav"
-URL = "http://127.0.0.1:8000"
-GAPS = [2.0, 5.0, 0.6, 12.0, 3.0]
-
-
-def speech(seconds: float) -> np.ndarray:
-    from pipeline.audio import decode_audio
-
-    clip = decode_audio(CLIP, max_duration_s=60)
-    parts, t, i = [], 0.0, 0
-    while t < seconds:
-        gap = np.zeros(int(GAPS[i % len(GAPS)] * 16000), np.float32)
-        parts += [clip, gap]
-        t += (clip.size + gap.size) / 16000
-        i += 1
-    return np.concatenate(parts)
-
-
-def wav_bytes(audio: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return buf.getvalue()
-
-
-def app_args(config: Path, *, asr_replicas: int, max_batch_size: int) -> dict:
-    raw = yaml.safe_load(config.read_text())
-    args = copy.deepcopy(raw["applications"][0]["args"])
-    args["audio"].update(max_duration_s=4 * 3600, max_upload_mb=1024)
-    asr = args["deployments"]["asr"]
-    asr.pop("autoscaling_config", None)
-    asr["num_replicas"] = asr_replicas
-    asr["user_config"] = {**asr.get("user_config", {}), "max_batch_size": max_batch_size}
-    return args
-
-
-def serve_and_measure(args: dict, work, warmup) -> list[float]:
-    import ray
-    from ray import serve
-
-    from deployments.app import build_app
-
-    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": 8000})
-        serve.run(build_app(args), name="speechgraph", route_prefix="/")
-        deadline = time.monotonic() + 300
-        while requests.get(f"{URL}/healthz", timeout=10).status_code != 200:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the graph did not become healthy")
-            time.sleep(0.5)
-        warmup()  # models loaded and first calls done before anything is timed
-        return work()
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-
-
-def post(data: bytes) -> dict:
-    r = requests.post(f"{URL}/v1/transcribe", files={"file": ("audio.wav", data)},
-                      data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=7200)
-    r.raise_for_status()
-    return r.json()
-
+from bench.harness import ROOT, app_args, config_line, machine, post, serve_and_measure, speech, wav_bytes, write_section  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,17 +83,11 @@ def main() -> int:
               "| ---: | ---: | ---: | ---: | ---: |"]
     memory += [f"| {replicas} | {len(long_data) / mib:.0f} | {long_audio.nbytes / mib:.0f} | {heap / mib:.0f} | "
                f"{rss / mib:.0f} |" for replicas, heap, rss in driver_memory]
-    import torch
-
     text = "\n".join([
-        "# Benchmarks",
-        "",
         "## Long audio (`bench/long_audio.py`)",
         "",
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}.",
-        f"Config: `{opts.config.relative_to(ROOT) if opts.config.is_relative_to(ROOT) else opts.config}` "
-        "(tiny random-weight models on this machine: compute and batching are real, the text is not).",
+        machine(),
+        config_line(opts.config),
         f"Command: `.venv/bin/python bench/long_audio.py --minutes {opts.minutes:g} --repeats {opts.repeats}`",
         "",
         *table,
@@ -188,7 +107,7 @@ def main() -> int:
         "",
     ])
     print(text)
-    opts.out.write_text(text)
+    write_section(opts.out, "long_audio", text)
     return 0
 
 

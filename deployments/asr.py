@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -10,6 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from deployments.health import ModelProbe
 from deployments.metrics import AsrMetrics
 from deployments.placement import replica_placement
 from pipeline.schemas import ModelInfo, WindowTranscript
@@ -45,6 +47,18 @@ class AsrDeployment:
         self.windows_transcribed = 0
         self.metrics = AsrMetrics()
         self.metrics.model_load_seconds.set(self.transcriber.load_s)
+        self.probe = ModelProbe("asr", self._probe_model)
+        started = time.perf_counter()
+        self._probe_model()  # warm-up: the first request pays no first-call cost
+        self.warmup_s = time.perf_counter() - started
+
+    def _probe_model(self) -> None:
+        """A second of faint noise through language detection and generate: a real window's path."""
+        noise = np.random.default_rng(0).normal(0, 0.003, 16000).astype(np.float32)
+        self.transcriber.transcribe([WindowAudio(noise, 0.0)], language=None)
+
+    async def check_health(self) -> None:
+        await self.probe.check()
 
     def reconfigure(self, user_config: dict) -> None:
         batching = AsrBatching.model_validate(user_config or {})
@@ -75,8 +89,10 @@ class AsrDeployment:
                             for (i, _), transcript in zip(group, out)})
             self.windows_transcribed += len(group)
             self.metrics.record_batch([r.window.duration_s for _, r in group])
+            self.probe.answered()
         return [results[i] for i in range(len(requests))]
 
     def model_info(self) -> ModelInfo:
         return self.transcriber.info().model_copy(
-            update={**replica_placement(), "windows_transcribed": self.windows_transcribed})
+            update={**replica_placement(), "windows_transcribed": self.windows_transcribed,
+                    "warmup_s": self.warmup_s})

@@ -38,6 +38,7 @@ from deployments.request_log import RequestRecorder, note_request
 from deployments.protocol import (
     ErrorResponse,
     HealthResponse,
+    LivenessResponse,
     ModelsResponse,
     StageHealth,
     WindowProgress,
@@ -549,9 +550,16 @@ class IngressDeployment:
 
     # --- operations ---------------------------------------------------------------------------
 
-    @api.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}},
-             summary="200 when every stage has a running replica")
-    async def healthz(self) -> JSONResponse:
+    @api.get("/healthz", response_model=LivenessResponse,
+             summary="Liveness: 200 while the ingress answers (it asks nothing of the stages)")
+    async def healthz(self) -> LivenessResponse:
+        return LivenessResponse(status="ok")
+
+    @api.get("/readyz", response_model=HealthResponse, responses={503: {"model": HealthResponse}},
+             summary="Readiness: 200 when every stage has a running replica with its model loaded")
+    async def readyz(self) -> JSONResponse:
+        # Serve counts a replica RUNNING only once its __init__ (model load and warm-up) returned
+        # and its check_health (a probe of the model) passes.
         stages = await self._stage_health()
         ok = all(s.running_replicas > 0 for s in stages.values())
         body = HealthResponse(status="ok" if ok else "unavailable", stages=stages)

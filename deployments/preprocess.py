@@ -13,9 +13,11 @@ import logging
 from dataclasses import dataclass
 
 import av
+import numpy as np
 import ray
 from ray import serve
 
+from deployments.health import ModelProbe
 from deployments.metrics import PreprocessMetrics
 from deployments.placement import replica_placement
 from pipeline.audio import SAMPLE_RATE, AudioError, decode_audio
@@ -64,6 +66,11 @@ class PreprocessDeployment:
         self.settings = settings
         self.planner = WindowPlanner(settings)
         self.metrics = PreprocessMetrics()
+        # VAD over half a second of silence: Silero answers (the decoder has no model to wedge).
+        self.probe = ModelProbe("preprocess", lambda: self.planner.plan(np.zeros(8000, np.float32), SAMPLE_RATE))
+
+    async def check_health(self) -> None:
+        await self.probe.check()
 
     async def __call__(self, upload: Upload) -> AudioPlan | Rejected:
         try:
@@ -73,6 +80,7 @@ class PreprocessDeployment:
             return Rejected(exc)
         windows = await asyncio.to_thread(self.planner.plan, audio, SAMPLE_RATE)
         refs = [ray.put(w.cut(audio)) for w in windows]
+        self.probe.answered()
         self.metrics.record_plan(audio.size / SAMPLE_RATE, sum(w.duration_s for w in windows))
         return AudioPlan(duration_s=audio.size / SAMPLE_RATE, sample_rate=SAMPLE_RATE,
                          windows=windows, refs=refs)

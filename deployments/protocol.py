@@ -30,6 +30,11 @@ class StageHealth(BaseModel):
     running_replicas: int
 
 
+class LivenessResponse(BaseModel):
+    status: str
+    """``ok``: the ingress answers."""
+
+
 class HealthResponse(BaseModel):
     status: str
     """``ok`` when every stage has a running replica, else ``unavailable``."""

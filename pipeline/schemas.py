@@ -144,6 +144,8 @@ class ModelInfo(_Schema):
     """The cluster node of that replica."""
     gpu_ids: list[str] = Field(default_factory=list)
     """GPU ids the scheduler assigned to that replica (logical; empty when none)."""
+    warmup_s: float | None = None
+    """Seconds the replica's warm-up inference took at start (so the first request does not)."""
     windows_transcribed: int | None = None
     """Windows that replica has run through Whisper since it started (ASR only)."""
 

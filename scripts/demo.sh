@@ -8,7 +8,7 @@ audio="${1:-../shared/fixtures/audio/jfk.flac}"
 url="http://127.0.0.1:8000"
 log="$(mktemp -t speechgraph-serve.XXXXXX.log)"
 
-if curl -s -o /dev/null "$url/healthz"; then
+if curl -s -o /dev/null "$url/readyz"; then
   echo "something already answers on $url; stop it first (a serve run left running?)" >&2; exit 1
 fi
 # Job control on: a background job of a script otherwise ignores SIGINT, and SIGINT is how
@@ -29,10 +29,10 @@ for _ in $(seq 1 300); do
   if ! kill -0 $server 2>/dev/null; then
     echo "serve run exited early; its log:" >&2; tail -n 50 "$log" >&2; exit 1
   fi
-  curl -sf "$url/healthz" >/dev/null 2>&1 && break
+  curl -sf "$url/readyz" >/dev/null 2>&1 && break
   sleep 1
 done
-curl -sf "$url/healthz" >/dev/null || { echo "the graph did not become healthy in 300 s; log: $log" >&2; exit 1; }
+curl -sf "$url/readyz" >/dev/null || { echo "the graph did not become healthy in 300 s; log: $log" >&2; exit 1; }
 
 echo "POST $url/v1/transcribe  file=$audio" >&2
 curl -sS --fail-with-body -F "file=@$audio" "$url/v1/transcribe" | .venv/bin/python -m json.tool

@@ -55,12 +55,12 @@ def wait_healthy(url: str, timeout_s: float = 240) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{url}/healthz", timeout=5).status_code == 200:
+            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"{url}/healthz did not answer 200 within {timeout_s} s")
+    raise TimeoutError(f"{url}/readyz did not answer 200 within {timeout_s} s")
 
 
 @contextlib.contextmanager

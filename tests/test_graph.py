@@ -159,9 +159,11 @@ def test_chunked_upload_over_the_limit_is_refused(graph):
     assert r.json()["error"]["code"] == "file_too_large"
 
 
-def test_healthz_reports_every_stage(graph):
-    r = requests.get(f"{graph}/healthz", timeout=30)
-    assert r.status_code == 200
+def test_liveness_and_readiness(graph):
+    live = requests.get(f"{graph}/healthz", timeout=30)
+    assert live.status_code == 200 and live.json() == {"status": "ok"}
+    r = requests.get(f"{graph}/readyz", timeout=30)
+    assert r.status_code == 200 and r.json()["status"] == "ok"
     stages = r.json()["stages"]
     assert set(stages) == {"preprocess", "asr", "postprocess"}
     assert all(s["running_replicas"] >= 1 and s["status"] == "HEALTHY" for s in stages.values())
@@ -217,11 +219,12 @@ def test_in_process_runner_gives_the_same_segments(graph):
 
 def test_openapi_describes_the_routes_and_form_fields(graph):
     schema = requests.get(f"{graph}/openapi.json", timeout=30).json()
-    assert {"/v1/transcribe", "/healthz", "/v1/models", "/v1/models/{model_id}", "/v1/stages",
+    assert {"/v1/transcribe", "/healthz", "/readyz", "/v1/models", "/v1/models/{model_id}", "/v1/stages",
             "/v1/audio/transcriptions", "/v1/audio/translations"} <= set(schema["paths"])
     assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert schema["paths"]["/v1/audio/transcriptions"]["post"]["security"] == [{}, {"apiKey": []}]
     assert "security" not in schema["paths"]["/healthz"]["get"], "probes need no key"
+    assert "security" not in schema["paths"]["/readyz"]["get"]
     openai_body = schema["paths"]["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]
     ref = openai_body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert {"file", "model", "language", "prompt", "response_format", "temperature",

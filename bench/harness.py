@@ -1,0 +1,112 @@
+"""What the benchmarks share: test audio, a graph served from a config on a local Ray cluster,
+and BENCHMARKS.md, where each benchmark rewrites only its own section."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import platform
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CLIP = ROOT.parent / "shared" / "fixtures" / "audio" / "jfk.wav"
+URL = "http://127.0.0.1:8000"
+GAPS = [2.0, 5.0, 0.6, 12.0, 3.0]
+
+
+def speech(seconds: float) -> np.ndarray:
+    from pipeline.audio import decode_audio
+
+    clip = decode_audio(CLIP, max_duration_s=60)
+    parts, t, i = [], 0.0, 0
+    while t < seconds:
+        gap = np.zeros(int(GAPS[i % len(GAPS)] * 16000), np.float32)
+        parts += [clip, gap]
+        t += (clip.size + gap.size) / 16000
+        i += 1
+    return np.concatenate(parts)
+
+
+def wav_bytes(audio: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def app_args(config: Path, *, asr_replicas: int, max_batch_size: int) -> dict:
+    raw = yaml.safe_load(config.read_text())
+    args = copy.deepcopy(raw["applications"][0]["args"])
+    args["audio"].update(max_duration_s=4 * 3600, max_upload_mb=1024)
+    asr = args["deployments"]["asr"]
+    asr.pop("autoscaling_config", None)
+    asr["num_replicas"] = asr_replicas
+    asr["user_config"] = {**asr.get("user_config", {}), "max_batch_size": max_batch_size}
+    return args
+
+
+def serve_and_measure(args: dict, work, warmup) -> list[float]:
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+        serve.run(build_app(args), name="speechgraph", route_prefix="/")
+        deadline = time.monotonic() + 300
+        while requests.get(f"{URL}/readyz", timeout=10).status_code != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the graph did not become healthy")
+            time.sleep(0.5)
+        warmup()  # models loaded and first calls done before anything is timed
+        return work()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def post(data: bytes) -> dict:
+    r = requests.post(f"{URL}/v1/transcribe", files={"file": ("audio.wav", data)},
+                      data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=7200)
+    r.raise_for_status()
+    return r.json()
+
+
+def machine() -> str:
+    import torch
+
+    gpu = f"CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"
+    return (f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {gpu}.")
+
+
+def config_line(config: Path) -> str:
+    name = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+    return (f"Config: `{name}` (tiny random-weight models on this machine: compute and batching are "
+            "real, the text is not).")
+
+
+def write_section(out: Path, name: str, text: str) -> None:
+    """Replace benchmark ``name``'s section of ``out`` (between its markers) with ``text``."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    current = out.read_text() if out.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{text.strip()}\n{end}"
+    if begin in current and end in current:
+        current = current[:current.index(begin)] + block + current[current.index(end) + len(end):]
+    else:
+        current = current.rstrip() + "\n\n" + block + "\n"
+    out.write_text(current)
