@@ -218,11 +218,6 @@ def _event_stream(events: AsyncIterator[tuple[str, BaseModel]], *, named: bool) 
     return StreamingResponse(frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _result(response):
-    """Await a Serve call (a ``DeploymentResponse`` is awaitable but not a coroutine)."""
-    return await response
-
-
 @dataclass(frozen=True)
 class PreprocessClock:
     """When a request's preprocessing started and ended (``perf_counter``): a streamed request
@@ -487,8 +482,7 @@ class IngressDeployment:
                 if language is None:
                     language = await asr.detect_language.remote(plan.refs[0])
                 for i, (ref, window) in enumerate(zip(plan.refs, plan.windows)):
-                    responses.append(asr.transcribe.remote(ref, window, language, options))
-                    tasks[asyncio.ensure_future(_result(responses[-1]))] = i
+                    tasks[asyncio.ensure_future(self._window(ref, window, language, options, responses))] = i
                 done: dict[int, WindowTranscript] = {}
                 pending, next_index, seconds = set(tasks), 0, 0.0
                 total_s = sum(w.duration_s for w in plan.windows)
@@ -512,6 +506,20 @@ class IngressDeployment:
             for response in responses:
                 with suppress(Exception):
                     response.cancel()
+
+    async def _window(self, ref, window, language: str, options: DecodeOptions,
+                      responses: list) -> WindowTranscript:
+        """One window through ASR, sent once more if the replica working on it died: Serve re-routes
+        only the calls no replica had taken yet, and a window is safe to transcribe twice. Every
+        call goes into ``responses``, so the request can cancel them."""
+        for attempt in range(2):
+            responses.append(self.stages["asr"].transcribe.remote(ref, window, language, options))
+            try:
+                return await responses[-1]
+            except RayActorError:
+                if attempt:
+                    raise
+                log.warning("the ASR replica working on window %d died; sending the window again", window.index)
 
     async def _transcribe_windows(self, plan: AudioPlan, language: str | None,
                                   options: DecodeOptions) -> AsyncIterator[WindowTranscript]:
