@@ -6,7 +6,9 @@ A replica's process and event loop can be fine while its model is wedged (a CUDA
 ``generate`` that never returns, a lock never released), so each stage's check runs a tiny
 inference, with a timeout of its own. The probe is rate-limited: real work that finished
 recently proves the model answers, and the probe's result is reused for ``interval_s``, so
-checks cost the model almost nothing.
+checks cost the model almost nothing. While real work is running the probe would only queue
+behind it, so the check passes unless that work has run longer than ``max_call_s``: a slow
+batch on a CPU is not a wedged model, and must not get its replica killed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger("ray.serve")
 
@@ -25,23 +28,45 @@ class ModelNotAnswering(RuntimeError):
 
 class ModelProbe:
     """``await probe.check()`` raises :class:`ModelNotAnswering` unless the model answered within
-    the last ``interval_s`` (real work or a probe) or answers ``run`` within ``timeout_s`` now."""
+    the last ``interval_s`` (real work or a probe), is busy with real work started less than
+    ``max_call_s`` ago, or answers ``run`` within ``timeout_s`` now."""
 
-    def __init__(self, stage: str, run: Callable[[], object], *, interval_s: float = 30.0, timeout_s: float = 20.0):
+    def __init__(self, stage: str, run: Callable[[], object], *, interval_s: float = 30.0,
+                 timeout_s: float = 20.0, max_call_s: float = 600.0):
         self.stage = stage
         self.run = run
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.max_call_s = max_call_s
         self.last_answer = float("-inf")
+        self._calls: dict[int, float] = {}  # real calls in progress: id -> start
         self._running: asyncio.Future | None = None
 
     def answered(self) -> None:
         """Real work just finished: the model answers."""
         self.last_answer = time.monotonic()
 
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Around a real call into the model: it counts as an answer when it returns."""
+        token = object()
+        self._calls[id(token)] = time.monotonic()
+        try:
+            yield
+        finally:
+            del self._calls[id(token)]
+        self.answered()
+
     async def check(self) -> None:
-        if time.monotonic() - self.last_answer < self.interval_s:
+        now = time.monotonic()
+        if now - self.last_answer < self.interval_s:
             return
+        oldest = min(self._calls.values(), default=None)
+        if oldest is not None:
+            if now - oldest < self.max_call_s:
+                return
+            raise ModelNotAnswering(f"a {self.stage} model call has run for {now - oldest:.0f} s, over "
+                                    f"{self.max_call_s:.0f} s; Serve will replace this replica")
         # A probe stuck in the model cannot be stopped (it is a thread); later checks wait on the
         # same one rather than piling up more threads behind it.
         if self._running is None or self._running.done():

@@ -22,19 +22,22 @@ PROBE = [{"role": "user", "content": "Say OK."}]
 class _OneCallAtATime:
     """The chat backend, one call at a time: neither transformers' generate nor vllm.LLM (the
     offline engine) may be called from several threads at once. The lock is per call, not per
-    request, so the health probe waits for one call at most, never for a whole long transcript;
-    each call that returns tells the probe the model answers."""
+    request, so the health probe queues behind one call at most, never a whole long transcript;
+    each call is reported to the probe as real work (see ``ModelProbe.working``)."""
 
-    def __init__(self, backend: ChatBackend, on_answer):
+    def __init__(self, backend: ChatBackend, probe: ModelProbe):
         self.backend = backend
-        self.on_answer = on_answer
+        self.probe = probe
         self._lock = threading.Lock()
 
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[ChatOutput]:
+        with self.probe.working():
+            return self.chat_unrecorded(conversations, max_new_tokens)
+
+    def chat_unrecorded(self, conversations: list[Conversation], max_new_tokens: int) -> list[ChatOutput]:
+        """A call in turn with the others that does not count as real work (the probe's own)."""
         with self._lock:
-            out = self.backend.chat(conversations, max_new_tokens=max_new_tokens)
-        self.on_answer()
-        return out
+            return self.backend.chat(conversations, max_new_tokens=max_new_tokens)
 
     def count_tokens(self, text: str) -> int:
         return self.backend.count_tokens(text)
@@ -46,15 +49,17 @@ class _OneCallAtATime:
 @serve.deployment(name="postprocess")
 class PostprocessDeployment:
     def __init__(self, settings: LlmSettings):
-        self.probe = ModelProbe("postprocess", lambda: self.backend.chat([PROBE], max_new_tokens=1))
-        self.backend = _OneCallAtATime(load_chat_backend(settings, gpu_share=assigned_gpu_share()),
-                                       on_answer=self.probe.answered)
+        self.probe = ModelProbe("postprocess", self._probe_model)
+        self.backend = _OneCallAtATime(load_chat_backend(settings, gpu_share=assigned_gpu_share()), self.probe)
         self.postprocessor = PostProcessor(settings, self.backend)
         self.metrics = PostprocessMetrics()
         self.metrics.model_load_seconds.set(self.backend.info().load_s)
         started = time.perf_counter()
-        self.backend.chat([PROBE], max_new_tokens=1)  # warm-up: the first request pays no first-call cost
+        self._probe_model()  # warm-up: the first request pays no first-call cost
         self.warmup_s = time.perf_counter() - started
+
+    def _probe_model(self) -> None:
+        self.backend.chat_unrecorded([PROBE], max_new_tokens=1)
 
     async def __call__(self, text: str, punctuate: bool, summarize: bool) -> PostprocessResult:
         result = await asyncio.to_thread(self.postprocessor.run, text, punctuate=punctuate, summarize=summarize)

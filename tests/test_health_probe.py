@@ -88,3 +88,21 @@ def test_a_model_that_comes_back_passes_again():
         await probe.check()
 
     asyncio.run(main())
+
+
+def test_a_long_real_call_in_progress_is_not_a_wedged_model_until_max_call_s():
+    """A probe that would queue behind a real call (the LLM's lock) does not run while that call
+    is young; one that has run past max_call_s fails the check."""
+    model = Model()
+    probe = ModelProbe("postprocess", model.answer, interval_s=0, timeout_s=1, max_call_s=0.3)
+
+    async def main():
+        with probe.working():
+            await probe.check()
+            assert model.calls == 0, "no probe while the real call is young"
+            await asyncio.sleep(0.4)
+            with pytest.raises(ModelNotAnswering, match="has run for"):
+                await probe.check()
+        assert time.monotonic() - probe.last_answer < 0.1, "the call's return counts as an answer"
+
+    asyncio.run(main())
