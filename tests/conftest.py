@@ -42,12 +42,18 @@ TEST_MAX_DURATION_S = 120
 TEST_MAX_UPLOAD_MB = 2
 
 
-def graph_args() -> dict:
+def graph_args(asr_replicas: int | None = None) -> dict:
+    """The tiny config with the test limits; with ``asr_replicas``, that many ASR replicas (no
+    autoscaling) sharing ASR's half of the GPU."""
     args = tiny_app_args()
     args["audio"].update(max_duration_s=TEST_MAX_DURATION_S, max_upload_mb=TEST_MAX_UPLOAD_MB)
     d = args["deployments"]
     d["asr"]["ray_actor_options"]["num_gpus"] = 0.5
     d["postprocess"]["ray_actor_options"]["num_gpus"] = 0.5
+    if asr_replicas is not None:
+        d["asr"].pop("autoscaling_config", None)
+        d["asr"]["num_replicas"] = asr_replicas
+        d["asr"]["ray_actor_options"]["num_gpus"] = 0.5 / asr_replicas
     return args
 
 

@@ -16,11 +16,9 @@ from conftest import graph_args, serving
 
 def one_window_at_a_time() -> dict:
     """One ASR replica taking one window at a time, so a file's windows queue up behind it."""
-    args = graph_args()
+    args = graph_args(asr_replicas=1)
     args["audio"].update(max_duration_s=3600, max_upload_mb=64)
-    asr = args["deployments"]["asr"]
-    asr.pop("autoscaling_config", None)
-    asr.update(num_replicas=1, max_ongoing_requests=1, user_config={"max_batch_size": 1})
+    args["deployments"]["asr"].update(max_ongoing_requests=1, user_config={"max_batch_size": 1})
     return args
 
 

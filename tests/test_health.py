@@ -20,11 +20,8 @@ from conftest import graph_args, serving
 
 
 def two_asr_replicas_quick_health_checks() -> dict:
-    args = graph_args()
-    asr = args["deployments"]["asr"]
-    asr.pop("autoscaling_config", None)
-    asr.update(num_replicas=2, health_check_period_s=1, health_check_timeout_s=3)
-    asr["ray_actor_options"]["num_gpus"] = 0.25
+    args = graph_args(asr_replicas=2)
+    args["deployments"]["asr"].update(health_check_period_s=1, health_check_timeout_s=3)
     return args
 
 

@@ -16,12 +16,8 @@ SILENCES = [2.0, 5.0, 0.6, 12.0, 3.0]  # seconds between clips, cycled
 
 
 def long_args() -> dict:
-    args = graph_args()
+    args = graph_args(asr_replicas=2)
     args["audio"].update(max_duration_s=7200, max_upload_mb=512)
-    asr = args["deployments"]["asr"]
-    asr.pop("autoscaling_config", None)
-    asr["num_replicas"] = 2
-    asr["ray_actor_options"]["num_gpus"] = 0.25
     return args
 
 

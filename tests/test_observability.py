@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -215,8 +216,6 @@ def test_alert_rules_pass_promtool(tmp_path):
 
 def test_rules_and_dashboard_use_only_scraped_metrics_and_evaluate(prometheus, traffic):
     exprs = [r["expr"] for g in rule_groups()["groups"] for r in g["rules"]] + dashboard_exprs()
-    import re
-
     used = {name for e in exprs for name in re.findall(r"\bray_[a-z0-9_]+", e)}
     deadline = time.monotonic() + 90
     while True:
