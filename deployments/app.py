@@ -16,6 +16,7 @@ from ray.serve import Application
 from ray.serve.config import AutoscalingConfig, BackpressureConfig
 
 from deployments.asr import AsrBatching, AsrDeployment
+from deployments.gpu_plan import check_gpu_plan
 from deployments.ingress import IngressDeployment
 from deployments.postprocess import PostprocessDeployment
 from deployments.preprocess import PreprocessDeployment
@@ -43,6 +44,12 @@ class RayActorOptions(_Strict):
     """Custom resources per replica (e.g. to pin a stage to a node group)."""
     accelerator_type: str | None = None
     """Ray accelerator type the replica needs (e.g. ``H100``)."""
+    label_selector: dict[str, str] | None = None
+    """Ray node labels the replica's node must have (e.g. ``{speechgraph.io/pool: cpu}`` keeps a
+    stage on the CPU worker group; KubeRay sets a group's Ray labels from its ``labels``)."""
+    fallback_strategy: list[dict[str, Any]] | None = None
+    """Where else the replica may go when no node matches ``label_selector``: a list of
+    ``{label_selector: {...}}``, tried in order."""
     runtime_env: dict[str, Any] | None = None
     """Ray runtime environment for the replica (env vars, ...)."""
 
@@ -87,6 +94,10 @@ class StageDeployments(_Strict):
     preprocess: DeploymentOptions = DeploymentOptions()
     asr: DeploymentOptions = DeploymentOptions()
     postprocess: DeploymentOptions = DeploymentOptions()
+    share_gpu: list[Literal["ingress", "preprocess", "asr", "postprocess"]] = []
+    """Stages whose replicas are planned to share GPUs, one replica of each on a GPU (e.g.
+    ``[asr, postprocess]``): their ``num_gpus`` must add up to at most 1.0, or the deploy is
+    refused (see ``deployments.gpu_plan``)."""
 
 
 class AppArgs(PipelineSettings):
@@ -104,6 +115,7 @@ def build_app(args: AppArgs) -> Application:
     settings = args.pipeline_settings()
     stages = args.deployments
     AsrBatching.model_validate(stages.asr.user_config or {})  # fail at deploy time, naming the key
+    check_gpu_plan(args)  # GPU shares and memory fractions that cannot work fail here, not at load
     preprocess = PreprocessDeployment.options(**stages.preprocess.serve_options()).bind(settings.audio)
     asr = AsrDeployment.options(**stages.asr.serve_options()).bind(settings.asr)
     postprocess = PostprocessDeployment.options(**stages.postprocess.serve_options()).bind(settings.llm)

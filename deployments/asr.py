@@ -13,7 +13,7 @@ from ray import serve
 
 from deployments.health import ModelProbe
 from deployments.metrics import AsrMetrics
-from deployments.placement import replica_placement
+from deployments.placement import assigned_gpu_share, replica_placement
 from pipeline.schemas import ModelInfo, WindowTranscript
 from pipeline.settings import AsrSettings
 from pipeline.whisper import DecodeOptions, WhisperTranscriber, WindowAudio
@@ -42,7 +42,7 @@ class _WindowRequest:
 @serve.deployment(name="asr")
 class AsrDeployment:
     def __init__(self, settings: AsrSettings):
-        self.transcriber = WhisperTranscriber(settings)
+        self.transcriber = WhisperTranscriber(settings, gpu_share=assigned_gpu_share())
         self.replica_id = serve.get_replica_context().replica_id.unique_id
         self.windows_transcribed = 0
         self.metrics = AsrMetrics()

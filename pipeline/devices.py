@@ -1,8 +1,13 @@
-"""Device and dtype choice for model replicas.
+"""Device, dtype and GPU memory cap for model replicas.
 
 The config says what we would like; ``torch.cuda.is_available()`` says what is there. A replica
 that Ray placed on a *logical* GPU (``num_gpus: 0.5``) on a machine with no CUDA device runs on
 the CPU in float32 rather than failing, so one config serves a laptop and a GPU node.
+
+Ray's GPU fractions are logical: Ray packs replicas onto a GPU until their ``num_gpus`` add up
+to 1.0, but nothing keeps a process inside its part of the memory (Ray issue #62553). So a torch
+replica caps its own CUDA allocator at its fraction (``cap_cuda_memory``), and vLLM is given the
+same fraction as ``gpu_memory_utilization`` (vLLM #4242).
 """
 
 from __future__ import annotations
@@ -41,3 +46,25 @@ def memory_in_use_bytes(device: torch.device) -> int | None:
     if device.type == "cuda":
         return int(torch.cuda.memory_allocated(device))
     return None
+
+
+def memory_fraction(gpu_share: float | None, configured: float | None, margin: float = 1.0) -> float | None:
+    """The fraction of one GPU's memory a replica may use: ``configured`` when set, else its Ray
+    GPU share (at most one whole GPU) times ``margin``; ``None`` with neither (no cap)."""
+    if configured is not None:
+        return configured
+    if not gpu_share or gpu_share <= 0:
+        return None
+    return round(min(gpu_share, 1.0) * margin, 4)
+
+
+def cap_cuda_memory(device: torch.device, fraction: float | None) -> float | None:
+    """Cap this process's CUDA allocator at ``fraction`` of the device's memory
+    (``torch.cuda.set_per_process_memory_fraction``): past it, an allocation fails with an
+    out-of-memory error in this replica instead of starving the replica sharing the GPU.
+    Returns the cap applied; ``None`` on the CPU or without a fraction."""
+    if device.type != "cuda" or fraction is None:
+        return None
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    log.info("CUDA memory of this process capped at %.0f%% of the GPU", fraction * 100)
+    return fraction

@@ -3,7 +3,8 @@
 ``TransformersChat`` (a causal LM and its chat template) runs anywhere, CPU included.
 ``VllmChat`` runs on CUDA with the optional ``vllm`` extra, imported only when chosen. vLLM takes
 ``gpu_memory_utilization`` of the *whole* GPU regardless of Ray's logical fraction (Ray issue
-#62553, vLLM #4242), so it is derived here from the replica's GPU share and never exceeds it.
+#62553, vLLM #4242), so it is the replica's ``llm.gpu_memory_fraction``, by default its GPU share
+times ``llm.gpu_memory_margin``; the app builder refuses a fraction above the share.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Protocol
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pipeline.devices import dtype_name, memory_in_use_bytes, resolve_device, resolve_dtype
+from pipeline.devices import (cap_cuda_memory, dtype_name, memory_fraction, memory_in_use_bytes,
+                              resolve_device, resolve_dtype)
 from pipeline.schemas import ModelInfo
 from pipeline.settings import LlmSettings
 from pipeline.tiny_models import resolve_model_path
@@ -44,11 +46,13 @@ class ChatBackend(Protocol):
 class TransformersChat:
     """Greedy chat generation with a transformers causal LM."""
 
-    def __init__(self, settings: LlmSettings):
+    def __init__(self, settings: LlmSettings, gpu_share: float | None = None):
         started = time.perf_counter()
         self.settings = settings
         path = resolve_model_path(settings.model, "llm")
         self.device = resolve_device(settings.device)
+        self.gpu_memory_fraction = cap_cuda_memory(
+            self.device, memory_fraction(gpu_share, settings.gpu_memory_fraction))
         self.dtype = resolve_dtype(settings.dtype, self.device, torch.bfloat16)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
@@ -83,15 +87,16 @@ class TransformersChat:
     def info(self) -> ModelInfo:
         return ModelInfo(stage="postprocess", model=self.settings.model, backend="transformers",
                          device=self.device.type, dtype=dtype_name(self.dtype), load_s=self.load_s,
-                         memory_bytes=memory_in_use_bytes(self.device))
+                         memory_bytes=memory_in_use_bytes(self.device),
+                         gpu_memory_fraction=self.gpu_memory_fraction)
 
 
-def vllm_memory_utilization(gpu_share: float | None, margin: float) -> float:
+def vllm_memory_utilization(gpu_share: float | None, settings: LlmSettings) -> float:
     """``gpu_memory_utilization`` for a replica that Ray gave ``gpu_share`` of one GPU."""
     if not gpu_share or gpu_share <= 0:
         raise ValueError("The vllm backend needs a GPU: give the postprocess deployment "
                          "ray_actor_options.num_gpus > 0, or use backend 'transformers'.")
-    return round(min(gpu_share, 1.0) * margin, 4)
+    return memory_fraction(gpu_share, settings.gpu_memory_fraction, settings.gpu_memory_margin)
 
 
 class VllmChat:
@@ -106,7 +111,7 @@ class VllmChat:
                                "'vllm' extra on a CUDA machine, or use backend 'transformers'.") from exc
         self.settings = settings
         self._sampling = vllm.SamplingParams
-        self.gpu_memory_utilization = vllm_memory_utilization(gpu_share, settings.gpu_memory_margin)
+        self.gpu_memory_utilization = vllm_memory_utilization(gpu_share, settings)
         dtype = "auto" if settings.dtype == "auto" else settings.dtype
         self.llm = vllm.LLM(model=resolve_model_path(settings.model, "llm"), dtype=dtype,
                             gpu_memory_utilization=self.gpu_memory_utilization,
@@ -126,10 +131,11 @@ class VllmChat:
     def info(self) -> ModelInfo:
         return ModelInfo(stage="postprocess", model=self.settings.model, backend="vllm",
                          device="cuda", dtype=self.settings.dtype, load_s=self.load_s,
-                         memory_bytes=None)  # vLLM allocates in its engine process
+                         memory_bytes=None,  # vLLM allocates in its engine process
+                         gpu_memory_fraction=self.gpu_memory_utilization)
 
 
 def load_chat_backend(settings: LlmSettings, gpu_share: float | None = None) -> ChatBackend:
     if settings.backend == "vllm":
         return VllmChat(settings, gpu_share)
-    return TransformersChat(settings)
+    return TransformersChat(settings, gpu_share)

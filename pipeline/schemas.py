@@ -136,6 +136,9 @@ class ModelInfo(_Schema):
     """Seconds it took to load the model."""
     memory_bytes: int | None = None
     """Device memory in use by this process (CUDA only)."""
+    gpu_memory_fraction: float | None = None
+    """The most of one GPU's memory this replica may use: its torch allocator's cap, or vLLM's
+    ``gpu_memory_utilization`` (CUDA only)."""
     replicas: int | None = None
     """Running replicas of the stage (filled in by the service)."""
     replica_id: str | None = None

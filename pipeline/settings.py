@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Settings(BaseModel):
@@ -74,6 +74,12 @@ class AsrSettings(_Settings):
     default_language: str | None = None
     """Language used when a request gives none; ``None`` detects it on the first window."""
 
+    gpu_memory_fraction: float | None = Field(None, gt=0, le=1)
+    """The most of one GPU's memory a replica may use, applied at replica start on CUDA with
+    ``torch.cuda.set_per_process_memory_fraction``. ``None``: the replica's ``num_gpus`` share.
+    The app builder refuses a fraction above the share: Ray's GPU fractions are logical, and
+    this cap is what keeps a replica out of the memory of the one sharing its GPU."""
+
 
 class LlmSettings(_Settings):
     """The post-processing LLM stage (punctuation and casing, summary)."""
@@ -105,12 +111,29 @@ class LlmSettings(_Settings):
     max_summary_tokens: int = Field(384, ge=16)
     """Tokens the summary may use."""
 
+    gpu_memory_fraction: float | None = Field(None, gt=0, le=1)
+    """The most of one GPU's memory a replica may use: vLLM's ``gpu_memory_utilization``, or for
+    transformers the cap set with ``torch.cuda.set_per_process_memory_fraction`` at replica start.
+    ``None``: the replica's ``num_gpus`` share (times ``gpu_memory_margin`` for vLLM). The app
+    builder refuses a fraction above the share (vLLM takes that much of the GPU whatever Ray's
+    logical fraction says)."""
+
     gpu_memory_margin: float = Field(0.9, gt=0, le=1)
-    """vLLM only: ``gpu_memory_utilization`` is this times the replica's GPU share, so vLLM
-    never takes memory beyond the fraction Ray gave the replica."""
+    """vLLM only, when ``gpu_memory_fraction`` is not set: ``gpu_memory_utilization`` is this times
+    the replica's GPU share, so vLLM never takes memory beyond the fraction Ray gave the replica."""
 
     vllm_options: dict[str, Any] = Field(default_factory=dict)
-    """Extra keyword arguments for ``vllm.LLM`` (e.g. ``max_model_len``)."""
+    """Extra keyword arguments for ``vllm.LLM`` (e.g. ``max_model_len``). Not
+    ``gpu_memory_utilization``: that is ``gpu_memory_fraction``, checked against the GPU share."""
+
+    @field_validator("vllm_options")
+    @classmethod
+    def _memory_is_gpu_memory_fraction(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if "gpu_memory_utilization" in options:
+            raise ValueError("set llm.gpu_memory_fraction instead of vllm_options.gpu_memory_utilization: "
+                             "it becomes vLLM's gpu_memory_utilization, and is checked against the "
+                             "replica's GPU share")
+        return options
 
 
 class ApiSettings(_Settings):

@@ -30,7 +30,8 @@ import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
-from pipeline.devices import dtype_name, memory_in_use_bytes, resolve_device, resolve_dtype
+from pipeline.devices import (cap_cuda_memory, dtype_name, memory_fraction, memory_in_use_bytes,
+                              resolve_device, resolve_dtype)
 from pipeline.errors import InvalidParameter
 from pipeline.schemas import ModelInfo, Segment, Task, WindowTranscript, Word
 from pipeline.settings import AsrSettings
@@ -92,11 +93,15 @@ class WindowAudio:
 class WhisperTranscriber:
     """A loaded Whisper that transcribes batches of windows."""
 
-    def __init__(self, settings: AsrSettings):
+    def __init__(self, settings: AsrSettings, gpu_share: float | None = None):
+        """``gpu_share``: the fraction of a GPU Ray reserved for this replica (``None`` outside Ray);
+        the replica's CUDA memory is capped at it, or at ``settings.gpu_memory_fraction``."""
         started = time.perf_counter()
         self.settings = settings
         path = resolve_model_path(settings.model, "whisper")
         self.device = resolve_device(settings.device)
+        self.gpu_memory_fraction = cap_cuda_memory(
+            self.device, memory_fraction(gpu_share, settings.gpu_memory_fraction))
         self.dtype = resolve_dtype(settings.dtype, self.device, torch.float16)
         self.processor = WhisperProcessor.from_pretrained(path)
         self.model = WhisperForConditionalGeneration.from_pretrained(path, dtype=self.dtype)
@@ -123,7 +128,8 @@ class WhisperTranscriber:
     def info(self) -> ModelInfo:
         return ModelInfo(stage="asr", model=self.settings.model, backend="transformers",
                          device=self.device.type, dtype=dtype_name(self.dtype), load_s=self.load_s,
-                         memory_bytes=memory_in_use_bytes(self.device))
+                         memory_bytes=memory_in_use_bytes(self.device),
+                         gpu_memory_fraction=self.gpu_memory_fraction)
 
     def _features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel features (padded to 30 s) and the mask of frames that hold audio."""

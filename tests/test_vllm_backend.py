@@ -39,10 +39,18 @@ def fake_vllm(monkeypatch):
 
 
 def test_memory_utilization_follows_the_gpu_share():
-    assert vllm_memory_utilization(0.5, 0.9) == 0.45
-    assert vllm_memory_utilization(1.0, 0.9) == 0.9
+    margin = LlmSettings(gpu_memory_margin=0.9)
+    assert vllm_memory_utilization(0.5, margin) == 0.45
+    assert vllm_memory_utilization(1.0, margin) == 0.9
+    assert vllm_memory_utilization(2.0, margin) == 0.9, "a fraction of each of its GPUs"
+    assert vllm_memory_utilization(0.5, LlmSettings(gpu_memory_fraction=0.4)) == 0.4
     with pytest.raises(ValueError, match="num_gpus"):
-        vllm_memory_utilization(0.0, 0.9)
+        vllm_memory_utilization(0.0, margin)
+
+
+def test_gpu_memory_utilization_is_set_as_the_gpu_memory_fraction():
+    with pytest.raises(ValueError, match="llm.gpu_memory_fraction instead"):
+        LlmSettings(backend="vllm", vllm_options={"gpu_memory_utilization": 0.9})
 
 
 def test_vllm_backend_is_built_from_the_replica_share(fake_vllm):
