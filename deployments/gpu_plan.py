@@ -231,7 +231,7 @@ def pack(stages: list[StageGpu], counts: dict[str, int], shape: NodeShape,
     by_name = {s.stage: s for s in stages}
     left = dict(counts)
     nodes: list[_Node] = []
-    group = [by_name[name] for name in share_gpu if left.get(name)]
+    group = [by_name[name] for name in share_gpu if name in by_name and left.get(name)]
     if sum((s.share for s in group), Fraction(0)) > 1:
         group = []  # not a set that fits one GPU (check_gpu_plan refuses such a config)
     while len(group) > 1 and all(left[s.stage] for s in group):
