@@ -44,6 +44,7 @@ class AsrDeployment:
     def __init__(self, settings: AsrSettings):
         self.transcriber = WhisperTranscriber(settings, gpu_share=assigned_gpu_share())
         self.replica_id = serve.get_replica_context().replica_id.unique_id
+        self.node_id = replica_placement()["node_id"]
         self.windows_transcribed = 0
         self.metrics = AsrMetrics()
         self.metrics.model_load_seconds.set(self.transcriber.load_s)
@@ -72,7 +73,7 @@ class AsrDeployment:
                          options: DecodeOptions) -> WindowTranscript:
         """Transcribe one window (``audio`` arrives resolved from the object store)."""
         transcript = await self._transcribe_batch(_WindowRequest(audio, window, language, options))
-        return transcript.model_copy(update={"replica_id": self.replica_id})
+        return transcript.model_copy(update={"replica_id": self.replica_id, "node_id": self.node_id})
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _transcribe_batch(self, requests: list[_WindowRequest]) -> list[WindowTranscript]:

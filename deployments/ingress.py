@@ -61,7 +61,7 @@ from pipeline.openai_format import (
     render_openai,
 )
 from pipeline.postprocess import not_requested
-from pipeline.schemas import StageTimings, Task, TranscriptionResult, WindowTranscript
+from pipeline.schemas import StageNodes, StageTimings, Task, TranscriptionResult, WindowTranscript
 from pipeline.settings import PipelineSettings
 from pipeline.whisper import DecodeOptions, normalize_language
 
@@ -277,6 +277,7 @@ class IngressDeployment:
                  postprocess: DeploymentHandle, settings: PipelineSettings):
         self.stages = {"preprocess": preprocess, "asr": asr, "postprocess": postprocess}
         self.settings = settings
+        self.node_id = ray.get_runtime_context().get_node_id()
         self.api_keys = api_keys_from(os.environ.get(settings.api.api_key_env))
         self.model_names = list(dict.fromkeys([*settings.api.model_aliases, settings.asr.model]))
         self.started_at = int(time.time())
@@ -541,10 +542,12 @@ class IngressDeployment:
         else:
             post = not_requested()
         finished = time.perf_counter()
+        nodes = StageNodes(ingress=self.node_id, preprocess=plan.node_id, postprocess=post.node_id,
+                           asr_windows=dict(Counter(t.node_id for t in transcripts)))
         timings = StageTimings(preprocess_s=preprocessed - started, asr_s=transcribed - preprocessed,
                                postprocess_s=finished - transcribed, total_s=finished - started,
                                windows=len(plan.windows), asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts)),
-                               asr_largest_batch=max((t.batch_size for t in transcripts), default=0))
+                               asr_largest_batch=max((t.batch_size for t in transcripts), default=0), nodes=nodes)
         self.metrics.record_document(timings, plan.duration_s)
         note_request(audio_s=round(plan.duration_s, 3), windows=timings.windows,
                      **{f"{stage}_s": round(getattr(timings, f"{stage}_s"), 4)

@@ -53,6 +53,7 @@ class PostprocessDeployment:
         self.backend = _OneCallAtATime(load_chat_backend(settings, gpu_share=assigned_gpu_share()), self.probe)
         self.postprocessor = PostProcessor(settings, self.backend)
         self.metrics = PostprocessMetrics()
+        self.node_id = replica_placement()["node_id"]
         self.metrics.model_load_seconds.set(self.backend.info().load_s)
         started = time.perf_counter()
         self._probe_model()  # warm-up: the first request pays no first-call cost
@@ -64,7 +65,7 @@ class PostprocessDeployment:
     async def __call__(self, text: str, punctuate: bool, summarize: bool) -> PostprocessResult:
         result = await asyncio.to_thread(self.postprocessor.run, text, punctuate=punctuate, summarize=summarize)
         self.metrics.record_result(result)
-        return result
+        return result.model_copy(update={"node_id": self.node_id})
 
     async def check_health(self) -> None:
         await self.probe.check()

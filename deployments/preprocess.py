@@ -58,6 +58,8 @@ class AudioPlan:
     sample_rate: int
     windows: list[Window]
     refs: list[ray.ObjectRef]
+    node_id: str | None = None
+    """The node whose object store holds the windows (the preprocess replica's)."""
 
 
 @serve.deployment(name="preprocess")
@@ -66,6 +68,7 @@ class PreprocessDeployment:
         self.settings = settings
         self.planner = WindowPlanner(settings)
         self.metrics = PreprocessMetrics()
+        self.node_id = replica_placement()["node_id"]
         # VAD over half a second of silence: Silero answers (the decoder has no model to wedge).
         self.probe = ModelProbe("preprocess", lambda: self.planner.plan(np.zeros(8000, np.float32), SAMPLE_RATE))
 
@@ -83,7 +86,7 @@ class PreprocessDeployment:
         self.probe.answered()
         self.metrics.record_plan(audio.size / SAMPLE_RATE, sum(w.duration_s for w in windows))
         return AudioPlan(duration_s=audio.size / SAMPLE_RATE, sample_rate=SAMPLE_RATE,
-                         windows=windows, refs=refs)
+                         windows=windows, refs=refs, node_id=self.node_id)
 
     def _decode(self, upload: Upload):
         return decode_audio(upload.read(), max_duration_s=self.settings.max_duration_s, sample_rate=SAMPLE_RATE)

@@ -58,6 +58,8 @@ class WindowTranscript(_Schema):
     segments: list[Segment]
     replica_id: str | None = None
     """The ASR replica that transcribed it (filled in by the service)."""
+    node_id: str | None = None
+    """The cluster node of that replica (filled in by the service)."""
     batch_size: int = 1
     """Windows in the ``generate`` call that decoded it (the service batches across requests)."""
 
@@ -106,6 +108,21 @@ class PostprocessResult(_Schema):
     summary: SummaryResult
     tokens_in: int = 0
     tokens_out: int = 0
+    node_id: str | None = None
+    """The cluster node of the LLM replica that answered (filled in by the service)."""
+
+
+class StageNodes(_Schema):
+    """The cluster nodes that ran a request's stages, by Ray node id (the service only). Audio
+    crosses nodes through Ray's object store wherever two of them differ."""
+
+    ingress: str | None = None
+    preprocess: str | None = None
+    """The node that decoded the audio and put its windows in the object store."""
+    asr_windows: dict[str, int] = Field(default_factory=dict)
+    """How many of the file's windows ASR replicas on each node transcribed."""
+    postprocess: str | None = None
+    """The node of the LLM replica (``None`` when the LLM was not asked)."""
 
 
 class StageTimings(_Schema):
@@ -122,6 +139,8 @@ class StageTimings(_Schema):
     asr_largest_batch: int = 0
     """Most windows in one ``generate`` call that decoded this file's windows, counting other
     requests' windows batched with them (the service only)."""
+    nodes: StageNodes = Field(default_factory=StageNodes)
+    """Where each stage ran (the service only)."""
 
 
 class ModelInfo(_Schema):

@@ -70,10 +70,11 @@ def wait_healthy(url: str, timeout_s: float = 240) -> None:
 
 
 @contextlib.contextmanager
-def serving(args: dict, metrics_export_port: int | None = None):
+def serving(args: dict, metrics_export_port: int | None = None, address: str | None = None):
     """``args`` served as the application "speechgraph" on a real local Ray cluster with one
     *logical* GPU (none physically here), over HTTP on 127.0.0.1:8000; with Ray's Prometheus
-    endpoint on ``metrics_export_port`` when given."""
+    endpoint on ``metrics_export_port`` when given. With ``address``, on that running cluster
+    instead (several nodes on this machine: one proxy, on the head)."""
     import socket
 
     import ray
@@ -85,9 +86,12 @@ def serving(args: dict, metrics_export_port: int | None = None):
         if probe.connect_ex(("127.0.0.1", 8000)) == 0:
             pytest.fail("127.0.0.1:8000 is already in use (a `serve run` left running?); stop it first")
     metrics = {"_metrics_export_port": metrics_export_port} if metrics_export_port else {}
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False, **metrics)
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False, **metrics)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+        serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": 8000})
         logging_config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())["logging_config"]
         serve.run(build_app(args), name="speechgraph", route_prefix="/", logging_config=logging_config)
         wait_healthy(BASE_URL)
