@@ -295,10 +295,10 @@ def describe_plan(args: AppArgs, shapes: list[NodeShape]) -> str:
             used = sum(float(sum(n.gpus)) for n in nodes)
             lines.append(f"  {label} replicas ({wanted}): {len(nodes)} node{'s' * (len(nodes) != 1)}, "
                          f"GPU shares reserved: {used:g} of {len(nodes) * shape.gpus}")
-    lines += ["", "alone: replicas of that stage one node holds by itself; shared: sets of one replica of "
-              "each share_gpu stage one node holds."] if len(share_gpu) > 1 else ["", "alone: replicas of "
-              "that stage one node holds by itself."]
-    return "\n".join(lines)
+    legend = "alone: replicas of that stage one node holds by itself"
+    if len(share_gpu) > 1:
+        legend += "; shared: sets of one replica of each share_gpu stage one node holds"
+    return "\n".join([*lines, "", legend + "."])
 
 
 def main(argv: list[str] | None = None) -> int:
