@@ -57,6 +57,26 @@ def app_args(config: Path, *, asr_replicas: int, max_batch_size: int) -> dict:
     return args
 
 
+#: The benchmark models: a random-weight Whisper of whisper-tiny's dimensions (d_model 384, 4+4
+#: layers) decoding a fixed number of tokens per window, so that compute is real. Random weights
+#: never predict end-of-text, so every window decodes exactly ``max_new_tokens``
+#: (tests/test_whisper.py checks it).
+BENCH_WHISPER = "tiny-random-whisper-tiny-shape"
+BENCH_DECODE_TOKENS = 40
+
+
+def bench_args(*, asr_replicas: int = 1, max_batch_size: int = 8) -> dict:
+    """configs/tiny.yaml with the benchmark Whisper and its fixed decode length."""
+    args = app_args(ROOT / "configs" / "tiny.yaml", asr_replicas=asr_replicas, max_batch_size=max_batch_size)
+    args["asr"].update(model=BENCH_WHISPER, max_new_tokens=BENCH_DECODE_TOKENS)
+    return args
+
+
+def models_line() -> str:
+    return (f"Models: Whisper `{BENCH_WHISPER}` (random weights, d_model 384, 4 encoder + 4 decoder "
+            f"layers) decoding exactly {BENCH_DECODE_TOKENS} tokens per window; LLM `tiny-random`.")
+
+
 def serve_and_measure(args: dict, work, warmup) -> list[float]:
     import ray
     from ray import serve

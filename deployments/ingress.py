@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 from ray import serve
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
@@ -60,8 +60,9 @@ from pipeline.openai_format import (
     output_text,
     render_openai,
 )
-from pipeline.postprocess import not_requested
-from pipeline.schemas import StageNodes, StageTimings, Task, TranscriptionResult, WindowTranscript
+from pipeline.postprocess import llm_unavailable, not_requested
+from pipeline.schemas import (PostprocessResult, StageNodes, StageTimings, Task, TranscriptionResult,
+                              WindowTranscript)
 from pipeline.settings import PipelineSettings
 from pipeline.whisper import DecodeOptions, normalize_language
 
@@ -238,6 +239,54 @@ async def _to_object_store(file: UploadFile) -> Upload:
         chunks.append(ray.put(np.frombuffer(chunk, np.uint8)))
         size += len(chunk)
     return Upload(chunks=chunks, size=size)
+
+
+async def _once_more_if_replica_died(call, what: str, responses: list | None = None):
+    """``call()`` (a stage call), sent once more if the replica working on it died: Serve re-routes
+    only the calls no replica had taken yet, and every stage call is safe to make twice (the
+    inputs are the ingress's own objects). Each call goes into ``responses`` when given, so the
+    request can cancel them."""
+    for attempt in range(2):
+        response = call()
+        if responses is not None:
+            responses.append(response)
+        try:
+            return await response
+        except RayActorError:
+            if attempt:
+                raise
+            log.warning("the replica working on %s died; sending it again", what)
+
+
+class _RecutWindows:
+    """A plan's windows as stage calls, cut again once if they are lost. A window's ``ObjectRef``
+    is owned by the preprocessing replica that cut it and dies with it (Ray 2.56 removed
+    ``ray.put``'s ``_owner``); the upload is the ingress's own, and cutting it again gives the
+    same windows (decoding and VAD are deterministic)."""
+
+    def __init__(self, plan: AudioPlan, cut):
+        self.plan = plan
+        self._cut = cut
+        self._again: asyncio.Future | None = None
+
+    async def call(self, index: int, send, what: str, responses: list):
+        """``send(window_ref)``, sent once more if its replica died, and with a freshly cut window
+        if the window was lost."""
+        try:
+            return await _once_more_if_replica_died(lambda: send(self.plan.refs[index]), what, responses)
+        except ObjectLostError:
+            log.warning("%s was lost with the preprocessing replica that cut it; cutting the audio again", what)
+        refs = await self._refs_again()
+        return await _once_more_if_replica_died(lambda: send(refs[index]), what, responses)
+
+    async def _refs_again(self) -> list:
+        if self._again is None:  # once per request, however many windows were lost
+            self._again = asyncio.ensure_future(self._cut())
+        plan = await self._again
+        if plan.windows != self.plan.windows:
+            raise StageUnavailable("The audio's windows were lost and cut differently the second time. "
+                                   "Send the request again.")
+        return plan.refs
 
 
 async def _replay(items: list) -> AsyncIterator:
@@ -462,10 +511,16 @@ class IngressDeployment:
                                    "Send an audio file.", "file", "empty_file")
         started = time.perf_counter()
         with _stage_errors():
-            plan: AudioPlan | Rejected = await self.stages["preprocess"].remote(upload)
+            plan = await self._plan(upload)
+        return plan, PreprocessClock(started=started, preprocessed=time.perf_counter())
+
+    async def _plan(self, upload: Upload) -> AudioPlan:
+        """The upload decoded and cut into windows (sent once more if the replica died)."""
+        plan: AudioPlan | Rejected = await _once_more_if_replica_died(
+            lambda: self.stages["preprocess"].remote(upload), "the upload's preprocessing")
         if isinstance(plan, Rejected):
             raise plan.error
-        return plan, PreprocessClock(started=started, preprocessed=time.perf_counter())
+        return plan
 
     async def _window_events(self, plan: AudioPlan, language: str | None,
                              options: DecodeOptions) -> AsyncIterator[WindowProgress | WindowTranscript]:
@@ -480,10 +535,13 @@ class IngressDeployment:
         responses = []
         try:
             with _stage_errors():
+                windows = _RecutWindows(plan, lambda: self._plan(plan.upload))
                 if language is None:
-                    language = await asr.detect_language.remote(plan.refs[0])
-                for i, (ref, window) in enumerate(zip(plan.refs, plan.windows)):
-                    tasks[asyncio.ensure_future(self._window(ref, window, language, options, responses))] = i
+                    language = await windows.call(0, asr.detect_language.remote, "window 0's language", responses)
+                for i, window in enumerate(plan.windows):
+                    tasks[asyncio.ensure_future(windows.call(
+                        i, lambda ref, window=window: asr.transcribe.remote(ref, window, language, options),
+                        f"window {window.index}", responses))] = i
                 done: dict[int, WindowTranscript] = {}
                 pending, next_index, seconds = set(tasks), 0, 0.0
                 total_s = sum(w.duration_s for w in plan.windows)
@@ -508,20 +566,6 @@ class IngressDeployment:
                 with suppress(Exception):
                     response.cancel()
 
-    async def _window(self, ref, window, language: str, options: DecodeOptions,
-                      responses: list) -> WindowTranscript:
-        """One window through ASR, sent once more if the replica working on it died: Serve re-routes
-        only the calls no replica had taken yet, and a window is safe to transcribe twice. Every
-        call goes into ``responses``, so the request can cancel them."""
-        for attempt in range(2):
-            responses.append(self.stages["asr"].transcribe.remote(ref, window, language, options))
-            try:
-                return await responses[-1]
-            except RayActorError:
-                if attempt:
-                    raise
-                log.warning("the ASR replica working on window %d died; sending the window again", window.index)
-
     async def _transcribe_windows(self, plan: AudioPlan, language: str | None,
                                   options: DecodeOptions) -> AsyncIterator[WindowTranscript]:
         """The windows' transcripts, in order."""
@@ -537,8 +581,7 @@ class IngressDeployment:
         segments = stitch_segments(transcripts)
         transcribed = time.perf_counter()
         if punctuate or summarize:
-            with _stage_errors():
-                post = await self.stages["postprocess"].remote(transcript_text(segments), punctuate, summarize)
+            post = await self._postprocess(transcript_text(segments), punctuate, summarize)
         else:
             post = not_requested()
         finished = time.perf_counter()
@@ -558,6 +601,18 @@ class IngressDeployment:
                               segments=segments, post=post, timings=timings,
                               models={"asr": self.settings.asr.model, "llm": self.settings.llm.model},
                               request_id=_request_id())
+
+    async def _postprocess(self, text: str, punctuate: bool, summarize: bool) -> PostprocessResult:
+        """The LLM's punctuation and summary; when the LLM stage cannot answer (no live replica,
+        at capacity), the transcript is not thrown away: the document goes out raw, saying why."""
+        try:
+            with _stage_errors():
+                return await _once_more_if_replica_died(
+                    lambda: self.stages["postprocess"].remote(text, punctuate, summarize), "post-processing")
+        except (StageUnavailable, Overloaded) as exc:
+            log.warning("post-processing skipped: %s", exc.code)
+            reason = "at capacity" if isinstance(exc, Overloaded) else "no live replica"
+            return llm_unavailable(reason, punctuate=punctuate, summarize=summarize)
 
     # --- operations ---------------------------------------------------------------------------
 

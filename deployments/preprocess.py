@@ -3,7 +3,9 @@
 The upload arrives as :class:`Upload`, the file's bytes in object-store chunks that the driver
 wrote as it read them from its spooled temporary file, so the driver never holds the whole file
 in its heap (#4). The stage returns a small :class:`AudioPlan` holding ``ObjectRef``s, so the
-driver routes windows to ASR replicas without ever holding the samples itself.
+driver routes windows to ASR replicas without ever holding the samples itself. The windows are
+owned by the replica that cut them (Ray 2.56 removed ``ray.put``'s ``_owner``), so they are lost if
+it dies before ASR fetched them: the plan carries its upload, and the driver cuts it again.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class AudioPlan:
     sample_rate: int
     windows: list[Window]
     refs: list[ray.ObjectRef]
+    upload: Upload
+    """What the windows were cut from (the driver's own objects), to cut again if they are lost."""
     node_id: str | None = None
     """The node whose object store holds the windows (the preprocess replica's)."""
 
@@ -86,7 +90,7 @@ class PreprocessDeployment:
         self.probe.answered()
         self.metrics.record_plan(audio.size / SAMPLE_RATE, sum(w.duration_s for w in windows))
         return AudioPlan(duration_s=audio.size / SAMPLE_RATE, sample_rate=SAMPLE_RATE,
-                         windows=windows, refs=refs, node_id=self.node_id)
+                         windows=windows, refs=refs, upload=upload, node_id=self.node_id)
 
     def _decode(self, upload: Upload):
         return decode_audio(upload.read(), max_duration_s=self.settings.max_duration_s, sample_rate=SAMPLE_RATE)

@@ -106,6 +106,16 @@ def not_requested() -> PostprocessResult:
                              summary=SummaryResult(reason="not requested"))
 
 
+def llm_unavailable(reason: str, *, punctuate: bool, summarize: bool) -> PostprocessResult:
+    """The result when the LLM could not be reached: the raw transcript stands, and says why."""
+    why = f"the LLM stage was unavailable ({reason}); the raw transcript is returned"
+    return PostprocessResult(
+        punctuation=(PunctuationResult(applied=False, reason=why, fallback="llm_unavailable") if punctuate
+                     else PunctuationResult(applied=False, reason="not requested")),
+        summary=(SummaryResult(reason=why, fallback="llm_unavailable") if summarize
+                 else SummaryResult(reason="not requested")))
+
+
 def drop_leading_words(text: str, count: int) -> str:
     """``text`` from its ``count``-th word on (words as :func:`normalized_words` counts them)."""
     if count <= 0:

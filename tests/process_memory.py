@@ -20,6 +20,19 @@ def replica_pid(deployment: str, app: str = "speechgraph") -> int:
                 if any(marker in part for part in p.info["cmdline"] or []))
 
 
+def read_memory(status: Path) -> tuple[int, int]:
+    """(heap, RSS) in bytes of the process whose ``/proc/PID/status`` is ``status``."""
+    fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+    kib = {k: int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssFile", "RssShmem")}
+    heap = kib["RssAnon"] + kib["RssFile"]
+    return heap, heap + kib["RssShmem"]
+
+
+def heap_bytes(pid: int) -> int:
+    """RSS less object-store pages, now."""
+    return read_memory(Path(f"/proc/{pid}/status"))[0]
+
+
 class MemoryPeak:
     """``with MemoryPeak(pid) as peak: ...``, then ``peak.heap_growth`` and ``peak.rss_growth``
     (bytes over the values when the block started), sampled every 10 ms."""
@@ -32,10 +45,7 @@ class MemoryPeak:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _read(self) -> tuple[int, int]:
-        fields = dict(line.split(":", 1) for line in self.status.read_text().splitlines())
-        kib = {k: int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssFile", "RssShmem")}
-        heap = kib["RssAnon"] + kib["RssFile"]
-        return heap, heap + kib["RssShmem"]
+        return read_memory(self.status)
 
     def _sample(self) -> None:
         while not self._stop.wait(0.01):

@@ -13,7 +13,8 @@ from conftest import ROOT, tiny_app_args
 from deployments.app import AppArgs, build_app
 from pipeline.settings import load_pipeline_settings
 
-CONFIGS = ["serve_config.yaml", "configs/cpu.yaml", "configs/tiny.yaml"]
+CONFIGS = ["serve_config.yaml", "configs/cpu.yaml", "configs/tiny.yaml", "configs/cpu-cluster.yaml",
+           "configs/autoscaling-demo.yaml"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -273,3 +273,25 @@ def test_concurrent_requests_are_batched_together(graph):
     assert all(r.status_code == 200 for r in answers)
     largest = [r.json()["timings"]["asr_largest_batch"] for r in answers]
     assert all(n >= 1 for n in largest) and max(largest) > 1, largest
+
+
+def test_load_tool_reports_a_bounded_run_against_the_openai_route(graph):
+    """``python -m bench.load`` against the running graph: bounded by its request count, a live
+    progress line on stderr, the final table on stdout; a wrong route is counted, not hidden."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    command = [sys.executable, "-m", "bench.load", "--url", graph, "--audio", str(SHARED_AUDIO / "jfk.flac"),
+               "--concurrency", "2", "--duration", "60", "--requests", "5", "--field", "language=en"]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    table = dict(line.split("  ", 1) for line in out.stdout.splitlines()[1:])
+    assert table["requests sent"].strip() == "5" and table["answered (2xx)"].strip() == "5"
+    assert table["not answered"].strip() == "none"
+    assert float(table["audio seconds/s"].split()[0]) > 0
+    assert "sent 5  ok 5" in out.stderr, "the live progress line"
+    wrong = subprocess.run(command[:-6] + ["--requests", "2", "--endpoint", "/v1/nowhere"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 1 and "404: 2" in wrong.stdout

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 
 import pytest
 import requests
 
 from audio_files import encode, speech_and_silence
 from conftest import ROOT, SHARED_AUDIO, graph_args, serving, tiny_settings
+from traffic import Outcome, Traffic
 
 POOL = "speechgraph.io/pool"
 REQUEST_TIMEOUT_S = 90
@@ -95,56 +94,8 @@ def test_windows_cross_nodes_and_results_equal_one_process(multinode):
     assert name == "long.flac" and doc["timings"]["windows"] == 3
 
 
-@dataclass
-class Outcome:
-    started: float
-    seconds: float
-    status: int | str
-    body: dict | str | None
-    retry_after: str | None = None
-
-
-class Traffic:
-    """Clients sending the three-window file one request after another until stopped."""
-
-    def __init__(self, url: str, clients: int = 3):
-        self.url, self.data = url, three_windows()
-        self.outcomes: list[Outcome] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
-
-    def _client(self) -> None:
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                r = post(self.url, self.data, "long.flac", summarize="false")
-                try:
-                    body = r.json()
-                except ValueError:
-                    body = r.text
-                self.outcomes.append(Outcome(started, time.monotonic() - started, r.status_code, body,
-                                             r.headers.get("retry-after")))
-            except requests.Timeout:
-                self.outcomes.append(Outcome(started, time.monotonic() - started, "timeout", None))
-            except requests.RequestException as exc:
-                self.outcomes.append(Outcome(started, time.monotonic() - started, type(exc).__name__, None))
-
-    def __enter__(self) -> Traffic:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(REQUEST_TIMEOUT_S + 10)
-
-    def wait_for(self, done, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done(list(self.outcomes)):
-            assert time.monotonic() < deadline, f"{what} within {timeout_s} s; outcomes: " + \
-                str([(o.status, o.body if o.status != 200 else "") for o in self.outcomes])
-            time.sleep(0.5)
+def traffic(url: str) -> Traffic:
+    return Traffic(url, ("long.flac", three_windows()), {"summarize": "false"}, timeout_s=REQUEST_TIMEOUT_S)
 
 
 def answered_on(outcome: Outcome, node: str, after: float) -> bool:
@@ -155,15 +106,15 @@ def answered_on(outcome: Outcome, node: str, after: float) -> bool:
 def test_a_killed_worker_s_replicas_move_to_the_surviving_worker(multinode):
     url, cluster, workers = multinode
     survivor = workers["llm"].node_id
-    with Traffic(url) as traffic:
-        traffic.wait_for(lambda out: sum(o.status == 200 for o in out) >= 3, 120, "3 answers before the kill")
+    with traffic(url) as load:
+        load.wait_for(lambda out: sum(o.status == 200 for o in out) >= 3, 120, "3 answers before the kill")
         killed_at = time.monotonic()
         cluster.remove_node(workers["asr"], allow_graceful=False)  # the node's processes are killed
-        traffic.wait_for(lambda out: any(answered_on(o, survivor, killed_at) for o in out), 180,
+        load.wait_for(lambda out: any(answered_on(o, survivor, killed_at) for o in out), 180,
                          "a request sent after the kill answered by ASR on the surviving worker")
-    assert not any(t.is_alive() for t in traffic.threads), "a request is still hanging"
+    assert not load.hanging(), "a request is still hanging"
     assert stage_nodes(url)["asr"] == survivor
-    outcomes = traffic.outcomes
+    outcomes = load.outcomes
     in_flight = [o for o in outcomes if o.started < killed_at < o.started + o.seconds]
     assert in_flight, "the kill happened while requests ran"
     for o in outcomes:
@@ -183,16 +134,16 @@ def test_a_drained_worker_hands_its_replicas_over_with_no_failed_request(multino
     cluster.wait_for_nodes()
     draining = workers["llm"].node_id
     assert set(stage_nodes(url).values()) == {cluster.head_node.node_id, draining}
-    with Traffic(url) as traffic:
-        traffic.wait_for(lambda out: sum(o.status == 200 for o in out) >= 2, 120, "2 answers before the drain")
+    with traffic(url) as load:
+        load.wait_for(lambda out: sum(o.status == 200 for o in out) >= 2, 120, "2 answers before the drain")
         drained_at = time.monotonic()
         drain = subprocess.run([sys.executable, "-m", "deployments.drain", "--node-id", draining,
                                 "--address", cluster.address, "--deadline-s", "120"],
                                cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert drain.returncode == 0, drain.stderr
         assert "0 Serve replicas left on it" in drain.stderr
-        traffic.wait_for(lambda out: any(answered_on(o, fresh.node_id, drained_at) for o in out), 120,
+        load.wait_for(lambda out: any(answered_on(o, fresh.node_id, drained_at) for o in out), 120,
                          "a request answered by ASR on the fresh worker")
-    assert not any(t.is_alive() for t in traffic.threads)
+    assert not load.hanging()
     assert stage_nodes(url)["asr"] == fresh.node_id and stage_nodes(url)["postprocess"] == fresh.node_id
-    assert [(o.status, o.body) for o in traffic.outcomes if o.status != 200] == []
+    assert [(o.status, o.body) for o in load.outcomes if o.status != 200] == []

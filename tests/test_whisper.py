@@ -129,3 +129,25 @@ def test_a_long_prompt_keeps_its_end_and_special_token_text_is_plain(whisper, sp
     out = whisper.transcribe([WindowAudio(speech, 0.0, 0)], language="en",
                              options=DecodeOptions(prompt="<|endoftext|> " + "word " * 1000))
     assert out[0].segments
+
+
+def test_the_benchmark_whisper_decodes_a_fixed_length_per_window(speech):
+    """The benchmarks' premise: random weights never predict end-of-text, so a window of the
+    whisper-tiny-shaped model decodes exactly ``max_new_tokens`` tokens, speech or not."""
+    transcriber = WhisperTranscriber(AsrSettings(model="tiny-random-whisper-tiny-shape", max_new_tokens=40))
+    lengths = []
+    generate = transcriber.model.generate
+
+    def counting_generate(*args, **kwargs):
+        out = generate(*args, **kwargs)
+        sequences = out["sequences"]
+        assert not (sequences == transcriber.eos_token_id).any(), "no window ended early"
+        lengths.extend([sequences.shape[1]] * sequences.shape[0])
+        return out
+
+    transcriber.model.generate = counting_generate
+    noise = np.random.default_rng(0).normal(0, 0.003, 16000).astype(np.float32)
+    transcriber.transcribe([WindowAudio(speech, 0.0, 0), WindowAudio(noise, 0.0, 1)], language="en")
+    prompt = 3  # <|startoftranscript|><|en|><|transcribe|>
+    assert lengths == [prompt + 40, prompt + 40]
+    assert transcriber.model.config.d_model == 384 and transcriber.model.config.encoder_layers == 4

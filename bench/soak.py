@@ -1,0 +1,130 @@
+"""Soak: steady load for ``--minutes`` (10 by default) against the tiny graph, then a short idle.
+The object store's used memory is read before and after (Ray issues #43248 and #44673: objects
+passed between deployments of a composed app never freed), and every replica's heap (RSS less
+object-store pages) is sampled through the run and fitted with a line: a leak grows steadily.
+Writes its section of BENCHMARKS.md; tests/test_leaks.py checks the same in CI on 150 requests.
+
+    .venv/bin/python bench/soak.py [--minutes 10] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import CLIP, ROOT, URL, app_args, machine, serve_and_measure, write_section  # noqa: E402
+
+STAGES = ("ingress", "preprocess", "asr", "postprocess")
+
+
+def object_store() -> tuple[float, int]:
+    """(MiB used, objects), as ``ray memory --stats-only`` reports them."""
+    from ray._private.internal_api import memory_summary
+
+    match = re.search(r"Plasma memory usage (\d+(?:\.\d+)?) MiB, (\d+) objects", memory_summary(stats_only=True))
+    return float(match[1]), int(match[2])
+
+
+def heap_mib(pid: int) -> float:
+    """RSS less object-store pages (Ray's memory guide: RSS - SHR)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return sum(int(fields[k].split()[0]) for k in ("RssAnon", "RssFile")) / 1024
+
+
+def replica_pids() -> dict[str, int]:
+    pids = {}
+    for p in psutil.process_iter(["cmdline"]):
+        for stage in STAGES:
+            if any(f"ServeReplica:speechgraph:{stage}" in part for part in p.info["cmdline"] or []):
+                pids.setdefault(stage, p.pid)
+    return pids
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    opts = parser.parse_args()
+    clip = CLIP.read_bytes()
+    args = app_args(ROOT / "configs" / "tiny.yaml", asr_replicas=1, max_batch_size=8)
+    for stage in ("preprocess",):  # fixed replicas: the same processes all along
+        args["deployments"][stage].pop("autoscaling_config", None)
+        args["deployments"][stage]["num_replicas"] = 1
+    measured: dict = {}
+
+    def send() -> int:
+        r = requests.post(f"{URL}/v1/transcribe", files={"file": ("jfk.wav", clip)},
+                          data={"language": "en", "summarize": "true"}, timeout=120)
+        return r.status_code
+
+    def work() -> list[float]:
+        for _ in range(20):
+            send()
+        time.sleep(5)
+        measured["before"] = object_store()
+        pids = replica_pids()
+        statuses: list[int] = []
+        heap: dict[str, list[tuple[float, float]]] = {stage: [] for stage in pids}
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                statuses.append(send())
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(opts.clients)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        while time.monotonic() - started < opts.minutes * 60:
+            time.sleep(10)
+            for stage, pid in pids.items():
+                heap[stage].append((len(statuses), heap_mib(pid)))
+            print(f"\r{time.monotonic() - started:5.0f} s  {len(statuses)} requests", end="", file=sys.stderr)
+        stop.set()
+        for thread in threads:
+            thread.join(130)
+        time.sleep(10)
+        measured.update(after=object_store(), statuses=statuses, heap=heap)
+        return []
+
+    serve_and_measure(args, work, send)
+    statuses, heap = measured["statuses"], measured["heap"]
+    rows = []
+    for stage, samples in heap.items():
+        n, mib = np.array([s[0] for s in samples]), np.array([s[1] for s in samples])
+        slope = np.polyfit(n, mib, 1)[0]
+        rows.append(f"| {stage} | {mib[0]:.0f} | {mib[-1]:.0f} | {slope * 1000:+.2f} |")
+    before, after = measured["before"], measured["after"]
+    text = f"""## Soak ({datetime.date.today().isoformat()})
+
+{machine()}
+Command: `.venv/bin/python bench/soak.py --minutes {opts.minutes:g} --clients {opts.clients}`. Tiny models, one
+replica per stage; {opts.clients} clients send the 11 s JFK clip (punctuated and summarised) one request after
+another for {opts.minutes:g} minutes: {len(statuses)} requests, {statuses.count(200)} answered 200.
+
+Object store: {before[0]:.1f} MiB in {before[1]} objects before, {after[0]:.1f} MiB in {after[1]} objects
+10 s after the load.
+
+| Replica | Heap at start (MiB) | Heap at end (MiB) | Fitted growth (MiB per 1000 requests) |
+| --- | ---: | ---: | ---: |
+{chr(10).join(rows)}
+"""
+    print(text)
+    write_section(opts.out, "soak", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
