@@ -40,6 +40,7 @@ def main() -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     from ray import serve
 
     args = copy.deepcopy(yaml.safe_load(CONFIG.read_text())["applications"][0]["args"])
@@ -107,6 +108,7 @@ def main() -> int:
     for name in STAGES:
         top.step(t, [s[1][name] for s in samples], where="post", label=name)
     top.set_ylabel("running replicas")
+    top.yaxis.set_major_locator(MaxNLocator(integer=True))
     top.legend(loc="upper right")
     bottom.step(t, [s[2] for s in samples], where="post", color="black")
     bottom.set_ylabel("requests in flight")

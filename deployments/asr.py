@@ -27,8 +27,10 @@ class AsrBatching(BaseModel):
 
     max_batch_size: int = Field(8, ge=1)
     """Most windows in one ``generate`` call."""
-    batch_wait_timeout_s: float = Field(0.02, ge=0)
-    """How long a batch waits to fill up before it runs anyway."""
+    batch_wait_timeout_s: float = Field(0.0, ge=0)
+    """How long a batch waits to fill up before it runs anyway. 0: a batch is whatever queued
+    while the previous one ran, so a lone window never waits (a 20 ms wait measured +55 ms per
+    request on the CPU bench), and under load batches still fill from the queue."""
 
 
 @dataclass
@@ -75,7 +77,7 @@ class AsrDeployment:
         transcript = await self._transcribe_batch(_WindowRequest(audio, window, language, options))
         return transcript.model_copy(update={"replica_id": self.replica_id, "node_id": self.node_id})
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def _transcribe_batch(self, requests: list[_WindowRequest]) -> list[WindowTranscript]:
         # Windows decoded with the same options (task, temperature, prompt, word timestamps)
         # share a generate call; languages may differ within one.

@@ -32,7 +32,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
 from deployments.api_key import ApiKeyAuth, api_keys_from
-from deployments.metrics import IngressMetrics
+from deployments.metrics import IngressMetrics, count_fallbacks
 from deployments.preprocess import AudioPlan, Rejected, Upload
 from deployments.request_log import RequestRecorder, note_request
 from deployments.protocol import (
@@ -612,7 +612,9 @@ class IngressDeployment:
         except (StageUnavailable, Overloaded) as exc:
             log.warning("post-processing skipped: %s", exc.code)
             reason = "at capacity" if isinstance(exc, Overloaded) else "no live replica"
-            return llm_unavailable(reason, punctuate=punctuate, summarize=summarize)
+            result = llm_unavailable(reason, punctuate=punctuate, summarize=summarize)
+            count_fallbacks(self.metrics.fallbacks, result)
+            return result
 
     # --- operations ---------------------------------------------------------------------------
 

@@ -36,6 +36,18 @@ def audio_seconds() -> Counter:
                                "windows through Whisper).", tag_keys=("stage",))
 
 
+def postprocess_fallbacks() -> Counter:
+    return Counter("speechgraph_postprocess_fallbacks",
+                   description="Punctuation or summary requested but not delivered, by task and reason code.",
+                   tag_keys=("task", "reason"))
+
+
+def count_fallbacks(counter: Counter, result: PostprocessResult) -> None:
+    for task, fallback in (("punctuation", result.punctuation.fallback), ("summary", result.summary.fallback)):
+        if fallback is not None:
+            counter.inc(tags={"task": task, "reason": fallback})
+
+
 def model_load_seconds(stage: str) -> Gauge:
     gauge = Gauge("speechgraph_model_load_seconds", description="Seconds the replica took to load its model.",
                   tag_keys=("stage",))
@@ -57,6 +69,7 @@ class IngressMetrics:
         self.windows = Histogram("speechgraph_windows_per_request",
                                  description="Speech windows (Whisper inputs) per request.", boundaries=WINDOW_BUCKETS)
         self.received_bytes = Counter("speechgraph_received_bytes", description="Bytes of audio uploads received.")
+        self.fallbacks = postprocess_fallbacks()  # llm_unavailable: the ingress found no LLM to ask
 
     def record_document(self, timings: StageTimings, duration_s: float) -> None:
         for stage in ("preprocess", "asr", "postprocess", "total"):
@@ -98,15 +111,11 @@ class PostprocessMetrics:
     def __init__(self):
         self.llm_tokens = Counter("speechgraph_llm_tokens", description="LLM tokens, by direction (input, output).",
                                   tag_keys=("direction",))
-        self.fallbacks = Counter("speechgraph_postprocess_fallbacks",
-                                 description="Punctuation or summary requested but not delivered, by task and "
-                                             "reason code.", tag_keys=("task", "reason"))
+        self.fallbacks = postprocess_fallbacks()
         self.model_load_seconds = model_load_seconds("postprocess")
 
     def record_result(self, result: PostprocessResult) -> None:
         for direction, tokens in (("input", result.tokens_in), ("output", result.tokens_out)):
             if tokens > 0:
                 self.llm_tokens.inc(tokens, tags={"direction": direction})
-        for task, fallback in (("punctuation", result.punctuation.fallback), ("summary", result.summary.fallback)):
-            if fallback is not None:
-                self.fallbacks.inc(tags={"task": task, "reason": fallback})
+        count_fallbacks(self.fallbacks, result)

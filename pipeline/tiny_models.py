@@ -44,6 +44,11 @@ WHISPER_SHAPES: dict[str, dict[str, int]] = {
     "whisper-tiny-shape": dict(d_model=384, encoder_layers=4, decoder_layers=4,
                                encoder_attention_heads=6, decoder_attention_heads=6,
                                encoder_ffn_dim=1536, decoder_ffn_dim=1536),
+    # openai/whisper-large-v3's dimensions (1.55 B parameters, 128 mel bins), for GPU benchmarks:
+    # written in float16 (3 GB).
+    "whisper-large-v3-shape": dict(d_model=1280, encoder_layers=32, decoder_layers=32,
+                                   encoder_attention_heads=20, decoder_attention_heads=20,
+                                   encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=128),
 }
 
 _SEED = 1234
@@ -135,7 +140,9 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
     assert ids("<|0.00|>") == ids("<|notimestamps|>") + 1
     vocab_size = len(tokenizer) + 1  # real checkpoints carry one spare row
 
-    feature_extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000,
+    dims = dict(WHISPER_SHAPES[shape])
+    mel_bins = dims.pop("num_mel_bins", 80)
+    feature_extractor = WhisperFeatureExtractor(feature_size=mel_bins, sampling_rate=16000,
                                                 hop_length=160, chunk_length=30, n_fft=400)
     WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(out_dir)
 
@@ -145,10 +152,9 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
                                          "~"]} | {ids("<|translate|>"), ids("<|transcribe|>"),
                                                   ids("<|startoflm|>"), ids("<|startofprev|>"),
                                                   ids("<|nocaptions|>")})
-    dims = WHISPER_SHAPES[shape]
     config = WhisperConfig(
         vocab_size=vocab_size,
-        num_mel_bins=80,
+        num_mel_bins=mel_bins,
         max_source_positions=1500,
         max_target_positions=448,
         decoder_start_token_id=ids("<|startoftranscript|>"),
@@ -187,6 +193,8 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
         alignment_heads=[[dims["decoder_layers"] - 1, h]
                          for h in range(dims["decoder_attention_heads"])],
     )
+    if dims["d_model"] >= 1024:  # the large shape: float16 halves its 6 GB
+        model = model.half()
     model.save_pretrained(out_dir)
     return out_dir
 

@@ -81,5 +81,5 @@ def test_stage_options_reach_serve():
     config = asr._deployment_config
     assert config.autoscaling_config.max_replicas == 2
     assert config.max_ongoing_requests == 32
-    assert config.user_config == {"max_batch_size": 8, "batch_wait_timeout_s": 0.02}
+    assert config.user_config == {"max_batch_size": 8, "batch_wait_timeout_s": 0}
     assert asr.ray_actor_options["num_cpus"] == 0.5
