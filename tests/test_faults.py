@@ -2,8 +2,9 @@
 an OOM kill would) while three clients keep sending. Every request is answered 200 or refused
 with a clear 503 and Retry-After, none hangs or gets a 500; with two replicas of a stage, at
 least 95% are answered (the ingress sends a stage call once more when its replica died; stage
-calls are idempotent). Killing the only LLM replica degrades, not fails: the transcripts come
-back raw, saying why."""
+calls are idempotent). Losing the LLM degrades, not fails: killed, its calls go to its
+replacement; saturated, the requests it cannot take get their transcripts raw, saying why. And
+200 clients at once get answers or clear 503s, and the service answers normally right after."""
 
 from __future__ import annotations
 
