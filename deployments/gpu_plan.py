@@ -258,10 +258,11 @@ def _per_node(stages: list[StageGpu], shape: NodeShape) -> int:
 def describe_plan(args: AppArgs, shapes: list[NodeShape]) -> str:
     """The plan as text: per stage what a replica gets, per node shape what fits and how many
     nodes the replica ranges need."""
-    stages = [s for s in gpu_stages(args) if s.num_gpus]
+    every_stage = gpu_stages(args)
+    stages = [s for s in every_stage if s.num_gpus]
+    cpu_only = [s.stage for s in every_stage if not s.num_gpus]
     share_gpu = list(args.deployments.share_gpu)
     lines = []
-    cpu_only = [s.stage for s in gpu_stages(args) if not s.num_gpus]
     if not stages:
         return "No stage asks for a GPU: there is no GPU plan to make."
     if share_gpu:
