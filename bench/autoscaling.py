@@ -44,6 +44,7 @@ def main() -> int:
     from ray import serve
 
     args = copy.deepcopy(yaml.safe_load(CONFIG.read_text())["applications"][0]["args"])
+    asr_scaling = args["deployments"]["asr"]["autoscaling_config"]
     audio = wav_bytes(speech(40))  # 40 s of speech and pauses: a few windows per request
     samples: list[tuple[float, dict[str, int], int]] = []
     in_flight = [0]
@@ -139,7 +140,8 @@ def main() -> int:
 {machine()}
 Command: `.venv/bin/python bench/autoscaling.py --burst-s {opts.burst_s:.0f} --clients {opts.clients}`.
 Config `configs/autoscaling-demo.yaml` (tiny models; ASR 1..3 replicas at 2 windows in flight
-each, `upscale_delay_s` 2, `downscale_delay_s` 10, `look_back_period_s` 5). 10 s idle, then
+each, `upscale_delay_s` {asr_scaling["upscale_delay_s"]:g}, `downscale_delay_s` {asr_scaling["downscale_delay_s"]:g},
+`look_back_period_s` {asr_scaling["look_back_period_s"]:g}). 10 s idle, then
 {opts.clients} clients send 40 s of speech one request after another for {opts.burst_s:.0f} s, then idle.
 
 {table}

@@ -33,6 +33,21 @@ def heap_bytes(pid: int) -> int:
     return read_memory(Path(f"/proc/{pid}/status"))[0]
 
 
+def release_freed_memory(deployment: str, app: str = "speechgraph") -> None:
+    """Run glibc's ``malloc_trim(0)`` inside the (first) replica of ``deployment``, through Ray's
+    ``__ray_call__``: memory that was freed but that the allocator kept in its per-thread arenas
+    goes back to the OS, so the heap read next is what the process still uses. A leak survives
+    this; allocator retention does not."""
+    import ctypes
+
+    import ray
+
+    actor = next(a for a in ray.util.list_named_actors(all_namespaces=True)
+                 if f"{app}#{deployment}#" in a["name"])
+    handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
+    ray.get(handle.__ray_call__.remote(lambda replica: ctypes.CDLL("libc.so.6").malloc_trim(0)), timeout=30)
+
+
 class MemoryPeak:
     """``with MemoryPeak(pid) as peak: ...``, then ``peak.heap_growth`` and ``peak.rss_growth``
     (bytes over the values when the block started), sampled every 10 ms."""

@@ -56,6 +56,8 @@ def test_an_hour_fans_out_over_both_asr_replicas(long_graph):
                           data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=1200)
     assert r.status_code == 200, r.text[:500]
     decoded = audio.size * 4
+    print(f"driver: heap +{driver.heap_growth / 2**20:.0f} MiB, RSS +{driver.rss_growth / 2**20:.0f} MiB "
+          f"for a {len(data) / 2**20:.0f} MiB upload")
     assert driver.heap_growth < len(data) + 50 * 2**20, (
         f"the driver's heap grew {driver.heap_growth / 2**20:.0f} MiB for a {len(data) / 2**20:.0f} MiB upload "
         f"({decoded / 2**20:.0f} MiB decoded)")
