@@ -56,7 +56,7 @@ def test_asr_scales_up_under_load_and_back_down_after(autoscaling_graph):
     try:
         with Traffic(autoscaling_graph, ("long.flac", audio), {"punctuate": "false", "summarize": "false"},
                      clients=6) as load:
-            load.wait_for(lambda _: sampler.latest() > 1, 90, "ASR scaled above one replica under load")
+            load.wait_for(lambda _: sampler.latest() > 1, 150, "ASR scaled above one replica under load")
             scaled_up = time.monotonic()
         idle = time.monotonic()
         deadline = idle + 120
