@@ -6,7 +6,8 @@ Each sample is read twice: as the process holds it, then after glibc's ``malloc_
 the replica (through Ray's ``__ray_call__``). The first includes freed memory the allocator keeps
 in its arenas, which wanders with batch shapes; the second is what the process uses, and is where
 a leak shows.
-Writes its section of BENCHMARKS.md; tests/test_leaks.py checks the same in CI on 150 requests.
+Writes its section of BENCHMARKS.md. tests/test_leaks.py is the short version in CI (its heap check
+runs on requests sent one at a time; its docstring says why).
 
     .venv/bin/python bench/soak.py [--minutes 10] [--clients 4]
 """
