@@ -23,14 +23,16 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROOT, URL, machine, serve_and_measure, speech, wav_bytes, write_section  # noqa: E402
+from bench.harness import ROOT, URL, machine, serve_and_measure, speech, wav_bytes, write_section
 
 CONFIG = ROOT / "configs" / "autoscaling-demo.yaml"
 STAGES = ("ingress", "preprocess", "asr", "postprocess")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--burst-s", type=float, default=60)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -57,8 +59,12 @@ def main() -> int:
             with lock:
                 in_flight[0] += 1
             try:
-                r = requests.post(f"{URL}/v1/transcribe", files={"file": ("speech.wav", audio)},
-                                  data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=300)
+                r = requests.post(
+                    f"{URL}/v1/transcribe",
+                    files={"file": ("speech.wav", audio)},
+                    data={"language": "en", "punctuate": "false", "summarize": "false"},
+                    timeout=300,
+                )
                 status: int | str = r.status_code
             except requests.RequestException as exc:
                 status = type(exc).__name__
@@ -82,7 +88,9 @@ def main() -> int:
         time.sleep(10)
         marks["burst_start"] = time.monotonic() - t0
         stop_load = threading.Event()
-        clients = [threading.Thread(target=client, args=(stop_load,), daemon=True) for _ in range(opts.clients)]
+        clients = [
+            threading.Thread(target=client, args=(stop_load,), daemon=True) for _ in range(opts.clients)
+        ]
         for c in clients:
             c.start()
         time.sleep(opts.burst_s)
@@ -100,9 +108,16 @@ def main() -> int:
         sampler.join(10)
         return []
 
-    serve_and_measure(args, work, lambda: requests.post(
-        f"{URL}/v1/transcribe", files={"file": ("speech.wav", audio)},
-        data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=300).raise_for_status())
+    serve_and_measure(
+        args,
+        work,
+        lambda: requests.post(
+            f"{URL}/v1/transcribe",
+            files={"file": ("speech.wav", audio)},
+            data={"language": "en", "punctuate": "false", "summarize": "false"},
+            timeout=300,
+        ).raise_for_status(),
+    )
 
     t = [s[0] for s in samples]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
@@ -116,7 +131,9 @@ def main() -> int:
     bottom.set_xlabel("seconds")
     for ax in (top, bottom):
         ax.axvspan(marks["burst_start"], marks["burst_end"], color="orange", alpha=0.15)
-    top.set_title(f"{opts.clients} clients for {opts.burst_s:.0f} s (shaded), then idle: configs/autoscaling-demo.yaml")
+    top.set_title(
+        f"{opts.clients} clients for {opts.burst_s:.0f} s (shaded), then idle: configs/autoscaling-demo.yaml"
+    )
     opts.plot.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(opts.plot, dpi=100)
@@ -128,8 +145,14 @@ def main() -> int:
     counts = {str(k): outcomes.count(k) for k in sorted(set(outcomes), key=str)}
     rows = [
         ("ASR replicas at rest / peak", f"1 / {peak} (max_replicas 3)"),
-        ("first above 1, after the burst started", f"{up - marks['burst_start']:.0f} s" if up is not None else "never"),
-        ("back to 1, after the burst ended", f"{down - marks['burst_end']:.0f} s" if down is not None else "not within 180 s"),
+        (
+            "first above 1, after the burst started",
+            f"{up - marks['burst_start']:.0f} s" if up is not None else "never",
+        ),
+        (
+            "back to 1, after the burst ended",
+            f"{down - marks['burst_end']:.0f} s" if down is not None else "not within 180 s",
+        ),
         ("peak requests in flight", f"{max(s[2] for s in samples)}"),
         ("requests by status", ", ".join(f"{k}: {v}" for k, v in counts.items())),
     ]

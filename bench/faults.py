@@ -20,7 +20,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import CLIP, ROOT, URL, app_args, machine, serve_and_measure, write_section  # noqa: E402
+from bench.harness import CLIP, ROOT, URL, app_args, machine, serve_and_measure, write_section
 
 
 def fault_args() -> dict:
@@ -40,7 +40,9 @@ def kill_one(stage: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=40, help="load per fault; the kill is at a quarter")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -50,14 +52,20 @@ def main() -> int:
 
     def send() -> tuple[int | str, dict | None]:
         try:
-            r = requests.post(f"{URL}/v1/transcribe", files={"file": ("jfk.wav", clip)},
-                              data={"language": "en", "summarize": "false"}, timeout=120)
+            r = requests.post(
+                f"{URL}/v1/transcribe",
+                files={"file": ("jfk.wav", clip)},
+                data={"language": "en", "summarize": "false"},
+                timeout=120,
+            )
         except requests.RequestException as exc:
             return type(exc).__name__, None
         retry_after = r.headers.get("retry-after")
         if r.status_code == 503 and retry_after:
             time.sleep(float(retry_after))  # a client honours Retry-After
-        return r.status_code, r.json() if r.headers.get("content-type", "").startswith("application/json") else None
+        return r.status_code, r.json() if r.headers.get("content-type", "").startswith(
+            "application/json"
+        ) else None
 
     def work() -> list[float]:
         for stage in ("asr", "preprocess", "postprocess"):
@@ -78,13 +86,19 @@ def main() -> int:
             for thread in threads:
                 thread.join(130)
             statuses = [s for s, _ in results]
-            degraded = sum(1 for s, body in results if s == 200 and body["punctuation"].get("fallback") == "llm_unavailable")
+            degraded = sum(
+                1
+                for s, body in results
+                if s == 200 and body["punctuation"].get("fallback") == "llm_unavailable"
+            )
             ok = statuses.count(200)
             refused = statuses.count(503)
             failed = len(statuses) - ok - refused
             replicas = "1 of 1" if stage == "postprocess" else "1 of 2"
-            rows.append(f"| {stage} ({replicas} killed) | {len(statuses)} | {ok} ({100 * ok / len(statuses):.1f}%) | "
-                        f"{degraded} | {refused} | {failed} |")
+            rows.append(
+                f"| {stage} ({replicas} killed) | {len(statuses)} | {ok} ({100 * ok / len(statuses):.1f}%) | "
+                f"{degraded} | {refused} | {failed} |"
+            )
             print(rows[-1])
             deadline = time.monotonic() + 120
             while requests.get(f"{URL}/readyz", timeout=30).status_code != 200:  # whole again

@@ -24,15 +24,19 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROOT, URL, app_args, machine, serve_and_measure, speech, wav_bytes, write_section  # noqa: E402
+from bench.harness import ROOT, URL, app_args, machine, serve_and_measure, speech, wav_bytes, write_section
 
-ANCHORS = ("Anchors (published, other hardware): Open ASR Leaderboard whisper-large-v3 RTFx ~180 and "
-           "large-v3-turbo ~278 on one A100; TensorRT-LLM large-v3 ~245 on one A100. Target: >= 500 "
-           "through the graph on one H100.")
+ANCHORS = (
+    "Anchors (published, other hardware): Open ASR Leaderboard whisper-large-v3 RTFx ~180 and "
+    "large-v3-turbo ~278 on one A100; TensorRT-LLM large-v3 ~245 on one A100. Target: >= 500 "
+    "through the graph on one H100."
+)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shape", default="whisper-large-v3-shape", help="tiny-random Whisper shape")
     parser.add_argument("--decode-tokens", type=int, default=100, help="tokens per 30 s window")
     parser.add_argument("--windows", type=int, default=64, help="30 s windows per measurement")
@@ -53,16 +57,17 @@ def main() -> int:
     audio_s = audio.size / 16000
     rows: list[tuple[str, str, float]] = []
 
-    transcriber = WhisperTranscriber(AsrSettings(model=model, device="auto", dtype=dtype,
-                                                 max_new_tokens=opts.decode_tokens))
-    windows = [WindowAudio(audio[i * 480000:(i + 1) * 480000], i * 30.0, i) for i in range(opts.windows)]
+    transcriber = WhisperTranscriber(
+        AsrSettings(model=model, device="auto", dtype=dtype, max_new_tokens=opts.decode_tokens)
+    )
+    windows = [WindowAudio(audio[i * 480000 : (i + 1) * 480000], i * 30.0, i) for i in range(opts.windows)]
     transcriber.transcribe(windows[:2], language="en")  # warm-up: kernels, allocator
     for batch in batches:
         if cuda:
             torch.cuda.synchronize()
         started = time.perf_counter()
         for i in range(0, len(windows), batch):
-            transcriber.transcribe(windows[i:i + batch], language="en")
+            transcriber.transcribe(windows[i : i + batch], language="en")
         if cuda:
             torch.cuda.synchronize()
         rows.append(("in-process", f"batch {batch}", audio_s / (time.perf_counter() - started)))
@@ -85,8 +90,12 @@ def main() -> int:
 
         def send() -> float:
             started = time.perf_counter()
-            r = requests.post(f"{URL}/v1/transcribe", files={"file": ("speech.wav", data)},
-                              data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=3600)
+            r = requests.post(
+                f"{URL}/v1/transcribe",
+                files={"file": ("speech.wav", data)},
+                data={"language": "en", "punctuate": "false", "summarize": "false"},
+                timeout=3600,
+            )
             r.raise_for_status()
             return time.perf_counter() - started
 
@@ -101,12 +110,22 @@ def main() -> int:
         print(rows[-1])
     for replicas in (2, 4):
         share = f"{1 / replicas:g}"
-        rows.append((f"graph, {replicas} x {share} GPU", f"batch {opts.sharing_batch}",
-                     graph_rtfx(replicas, opts.sharing_batch)))
+        rows.append(
+            (
+                f"graph, {replicas} x {share} GPU",
+                f"batch {opts.sharing_batch}",
+                graph_rtfx(replicas, opts.sharing_batch),
+            )
+        )
         print(rows[-1])
 
-    table = "\n".join(["| Path | Batching | RTFx |", "| --- | --- | ---: |",
-                       *[f"| {path} | {batch} | {rtfx:.1f} |" for path, batch, rtfx in rows]])
+    table = "\n".join(
+        [
+            "| Path | Batching | RTFx |",
+            "| --- | --- | ---: |",
+            *[f"| {path} | {batch} | {rtfx:.1f} |" for path, batch, rtfx in rows],
+        ]
+    )
     text = f"""## ASR on a GPU ({datetime.date.today().isoformat()})
 
 {machine()}

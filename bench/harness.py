@@ -73,8 +73,10 @@ def bench_args(*, asr_replicas: int = 1, max_batch_size: int = 8) -> dict:
 
 
 def models_line() -> str:
-    return (f"Models: Whisper `{BENCH_WHISPER}` (random weights, d_model 384, 4 encoder + 4 decoder "
-            f"layers) decoding exactly {BENCH_DECODE_TOKENS} tokens per window; LLM `tiny-random`.")
+    return (
+        f"Models: Whisper `{BENCH_WHISPER}` (random weights, d_model 384, 4 encoder + 4 decoder "
+        f"layers) decoding exactly {BENCH_DECODE_TOKENS} tokens per window; LLM `tiny-random`."
+    )
 
 
 def serve_and_measure(args: dict, work, warmup) -> list[float]:
@@ -100,8 +102,12 @@ def serve_and_measure(args: dict, work, warmup) -> list[float]:
 
 
 def post(data: bytes) -> dict:
-    r = requests.post(f"{URL}/v1/transcribe", files={"file": ("audio.wav", data)},
-                      data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=7200)
+    r = requests.post(
+        f"{URL}/v1/transcribe",
+        files={"file": ("audio.wav", data)},
+        data={"language": "en", "punctuate": "false", "summarize": "false"},
+        timeout=7200,
+    )
     r.raise_for_status()
     return r.json()
 
@@ -110,14 +116,18 @@ def machine() -> str:
     import torch
 
     gpu = f"CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"
-    return (f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {gpu}.")
+    return (
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {gpu}."
+    )
 
 
 def config_line(config: Path) -> str:
     name = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
-    return (f"Config: `{name}` (tiny random-weight models on this machine: compute and batching are "
-            "real, the text is not).")
+    return (
+        f"Config: `{name}` (tiny random-weight models on this machine: compute and batching are "
+        "real, the text is not)."
+    )
 
 
 def write_section(out: Path, name: str, text: str) -> None:
@@ -126,7 +136,7 @@ def write_section(out: Path, name: str, text: str) -> None:
     current = out.read_text() if out.exists() else "# Benchmarks\n"
     block = f"{begin}\n{text.strip()}\n{end}"
     if begin in current and end in current:
-        current = current[:current.index(begin)] + block + current[current.index(end) + len(end):]
+        current = current[: current.index(begin)] + block + current[current.index(end) + len(end) :]
     else:
         current = current.rstrip() + "\n\n" + block + "\n"
     out.write_text(current)

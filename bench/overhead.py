@@ -24,12 +24,22 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import (CLIP, ROOT, URL, bench_args, machine, models_line, serve_and_measure,  # noqa: E402
-                           write_section)
+from bench.harness import (
+    CLIP,
+    ROOT,
+    URL,
+    bench_args,
+    machine,
+    models_line,
+    serve_and_measure,
+    write_section,
+)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=40, help="per path (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     opts = parser.parse_args()
@@ -51,8 +61,12 @@ def main() -> int:
 
     def graph() -> tuple[float, float, float]:
         started = time.perf_counter()
-        r = requests.post(f"{URL}/v1/transcribe", files={"file": ("jfk.wav", clip)},
-                          data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=600)
+        r = requests.post(
+            f"{URL}/v1/transcribe",
+            files={"file": ("jfk.wav", clip)},
+            data={"language": "en", "punctuate": "false", "summarize": "false"},
+            timeout=600,
+        )
         r.raise_for_status()
         timings = r.json()["timings"]
         return time.perf_counter() - started, timings["preprocess_s"], timings["asr_s"]
@@ -73,12 +87,19 @@ def main() -> int:
         return statistics.median(t[column] for t in times[path]) * 1000
 
     p95 = {path: float(np.percentile([t[0] for t in times[path]], 95)) * 1000 for path in paths}
-    paired = statistics.median((remote[0] - here[0]) * 1000 for here, remote in zip(times[paths[0]], times[paths[1]]))
+    paired = statistics.median(
+        (remote[0] - here[0]) * 1000 for here, remote in zip(times[paths[0]], times[paths[1]])
+    )
     added = median(paths[1], 0) - median(paths[0], 0)
     ratio = median(paths[1], 0) / median(paths[0], 0)
-    rows = [f"| {path} | {median(path, 0):.1f} ms | {p95[path]:.1f} ms | {median(path, 1):.1f} ms | "
-            f"{median(path, 2):.1f} ms |" for path in paths]
-    table = "\n".join(["| Path | p50 | p95 | preprocess p50 | ASR p50 |", "| --- | ---: | ---: | ---: | ---: |", *rows])
+    rows = [
+        f"| {path} | {median(path, 0):.1f} ms | {p95[path]:.1f} ms | {median(path, 1):.1f} ms | "
+        f"{median(path, 2):.1f} ms |"
+        for path in paths
+    ]
+    table = "\n".join(
+        ["| Path | p50 | p95 | preprocess p50 | ASR p50 |", "| --- | ---: | ---: | ---: | ---: |", *rows]
+    )
     verdict = "within" if added <= 15 else "over"
     text = f"""## Graph overhead ({datetime.date.today().isoformat()})
 

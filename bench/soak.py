@@ -29,7 +29,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import CLIP, ROOT, URL, app_args, machine, serve_and_measure, write_section  # noqa: E402
+from bench.harness import CLIP, ROOT, URL, app_args, machine, serve_and_measure, write_section
 
 STAGES = ("ingress", "preprocess", "asr", "postprocess")
 
@@ -38,7 +38,9 @@ def object_store() -> tuple[float, int]:
     """(MiB used, objects), as ``ray memory --stats-only`` reports them."""
     from ray._private.internal_api import memory_summary
 
-    match = re.search(r"Plasma memory usage (\d+(?:\.\d+)?) MiB, (\d+) objects", memory_summary(stats_only=True))
+    match = re.search(
+        r"Plasma memory usage (\d+(?:\.\d+)?) MiB, (\d+) objects", memory_summary(stats_only=True)
+    )
     return float(match[1]), int(match[2])
 
 
@@ -52,7 +54,9 @@ def release_freed_memory(stage: str) -> None:
     """``malloc_trim(0)`` inside the replica of ``stage``: freed memory goes back to the OS."""
     import ray
 
-    actor = next(a for a in ray.util.list_named_actors(all_namespaces=True) if f"speechgraph#{stage}#" in a["name"])
+    actor = next(
+        a for a in ray.util.list_named_actors(all_namespaces=True) if f"speechgraph#{stage}#" in a["name"]
+    )
     handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
     ray.get(handle.__ray_call__.remote(lambda replica: ctypes.CDLL("libc.so.6").malloc_trim(0)), timeout=30)
 
@@ -67,7 +71,9 @@ def replica_pids() -> dict[str, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -80,8 +86,12 @@ def main() -> int:
     measured: dict = {}
 
     def send() -> int:
-        r = requests.post(f"{URL}/v1/transcribe", files={"file": ("jfk.wav", clip)},
-                          data={"language": "en", "summarize": "true"}, timeout=120)
+        r = requests.post(
+            f"{URL}/v1/transcribe",
+            files={"file": ("jfk.wav", clip)},
+            data={"language": "en", "summarize": "true"},
+            timeout=120,
+        )
         return r.status_code
 
     def work() -> list[float]:
@@ -121,8 +131,10 @@ def main() -> int:
     rows = []
     for stage, samples in heap.items():
         n, held, used = (np.array([s[i] for s in samples]) for i in range(3))
-        rows.append(f"| {stage} | {used[0]:.0f} | {used[-1]:.0f} | {np.polyfit(n, used, 1)[0] * 1000:+.2f} "
-                    f"| {np.polyfit(n, held, 1)[0] * 1000:+.2f} |")
+        rows.append(
+            f"| {stage} | {used[0]:.0f} | {used[-1]:.0f} | {np.polyfit(n, used, 1)[0] * 1000:+.2f} "
+            f"| {np.polyfit(n, held, 1)[0] * 1000:+.2f} |"
+        )
     before, after = measured["before"], measured["after"]
     text = f"""## Soak ({datetime.date.today().isoformat()})
 

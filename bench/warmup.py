@@ -22,11 +22,13 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import CLIP, ROOT, URL, app_args, config_line, machine, serve_and_measure, write_section  # noqa: E402
+from bench.harness import CLIP, ROOT, URL, app_args, config_line, machine, serve_and_measure, write_section
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "tiny.yaml")
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -35,8 +37,9 @@ def main() -> int:
 
     def one() -> float:
         started = time.perf_counter()
-        r = requests.post(f"{URL}/v1/transcribe", files={"file": ("jfk.wav", clip)},
-                          data={"language": "en"}, timeout=600)
+        r = requests.post(
+            f"{URL}/v1/transcribe", files={"file": ("jfk.wav", clip)}, data={"language": "en"}, timeout=600
+        )
         r.raise_for_status()
         return time.perf_counter() - started
 
@@ -50,24 +53,29 @@ def main() -> int:
 
     serve_and_measure(app_args(opts.config, asr_replicas=1, max_batch_size=8), work, warmup=lambda: None)
     steady = statistics.median(measured["steady"])
-    warmups = ", ".join(f"{name} {info['warmup_s']:.2f} s" for name, info in measured["stages"].items()
-                        if info.get("warmup_s") is not None)
-    text = "\n".join([
-        "## First request vs steady state (`bench/warmup.py`)",
-        "",
-        machine(),
-        config_line(opts.config),
-        f"Command: `.venv/bin/python bench/warmup.py --requests {opts.requests}`",
-        "",
-        "| request | wall s |",
-        "| --- | ---: |",
-        f"| first, right after /readyz | {measured['first']:.3f} |",
-        f"| steady (median of the next {opts.requests}) | {steady:.3f} |",
-        "",
-        f"- first / steady: {measured['first'] / steady:.2f}x",
-        f"- warm-up at replica start (paid before /readyz, not by a request): {warmups}",
-        "",
-    ])
+    warmups = ", ".join(
+        f"{name} {info['warmup_s']:.2f} s"
+        for name, info in measured["stages"].items()
+        if info.get("warmup_s") is not None
+    )
+    text = "\n".join(
+        [
+            "## First request vs steady state (`bench/warmup.py`)",
+            "",
+            machine(),
+            config_line(opts.config),
+            f"Command: `.venv/bin/python bench/warmup.py --requests {opts.requests}`",
+            "",
+            "| request | wall s |",
+            "| --- | ---: |",
+            f"| first, right after /readyz | {measured['first']:.3f} |",
+            f"| steady (median of the next {opts.requests}) | {steady:.3f} |",
+            "",
+            f"- first / steady: {measured['first'] / steady:.2f}x",
+            f"- warm-up at replica start (paid before /readyz, not by a request): {warmups}",
+            "",
+        ]
+    )
     print(text)
     write_section(opts.out, "warmup", text)
     return 0

@@ -32,30 +32,42 @@ class ApiKeyAuth:
         path = scope.get("path", "")
         root = scope.get("root_path", "")
         if root and path.startswith(root):
-            path = path[len(root):]
+            path = path[len(root) :]
         if not keys or not path.startswith(self.prefix):
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, given = header.partition(" ")
         if not header:
-            await self._refuse(send, "The request has no API key. Send it in the header "
-                                     "'Authorization: Bearer YOUR_KEY'.")
+            await self._refuse(
+                send, "The request has no API key. Send it in the header 'Authorization: Bearer YOUR_KEY'."
+            )
             return
         if scheme.lower() != "bearer" or not any(
-                hmac.compare_digest(given.strip().encode(), key.encode()) for key in keys):
-            await self._refuse(send, "Incorrect API key. Send a key this service was configured "
-                                     "with, as 'Authorization: Bearer YOUR_KEY'.")
+            hmac.compare_digest(given.strip().encode(), key.encode()) for key in keys
+        ):
+            await self._refuse(
+                send,
+                "Incorrect API key. Send a key this service was configured "
+                "with, as 'Authorization: Bearer YOUR_KEY'.",
+            )
             return
         await self.app(scope, receive, send)
 
     @staticmethod
     async def _refuse(send: Send, message: str) -> None:
         body = _refusal(message)
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b'Bearer realm="speechgraph"')]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="speechgraph"'),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

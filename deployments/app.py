@@ -120,4 +120,5 @@ def build_app(args: AppArgs) -> Application:
     asr = AsrDeployment.options(**stages.asr.serve_options()).bind(settings.asr)
     postprocess = PostprocessDeployment.options(**stages.postprocess.serve_options()).bind(settings.llm)
     return IngressDeployment.options(**stages.ingress.serve_options()).bind(
-        preprocess, asr, postprocess, settings)
+        preprocess, asr, postprocess, settings
+    )

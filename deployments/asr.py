@@ -71,8 +71,9 @@ class AsrDeployment:
     async def detect_language(self, audio: np.ndarray) -> str:
         return await asyncio.to_thread(self.transcriber.detect_language, audio)
 
-    async def transcribe(self, audio: np.ndarray, window: Window, language: str | None,
-                         options: DecodeOptions) -> WindowTranscript:
+    async def transcribe(
+        self, audio: np.ndarray, window: Window, language: str | None, options: DecodeOptions
+    ) -> WindowTranscript:
         """Transcribe one window (``audio`` arrives resolved from the object store)."""
         transcript = await self._transcribe_batch(_WindowRequest(audio, window, language, options))
         return transcript.model_copy(update={"replica_id": self.replica_id, "node_id": self.node_id})
@@ -86,10 +87,15 @@ class AsrDeployment:
         for options, group in groupby(indexed, key=lambda item: item[1].options):
             group = list(group)
             windows = [WindowAudio(r.audio, r.window.start_s, r.window.index) for _, r in group]
-            out = await asyncio.to_thread(self.transcriber.transcribe, windows,
-                                          language=[r.language for _, r in group], options=options)
-            results.update({i: transcript.model_copy(update={"batch_size": len(group)})
-                            for (i, _), transcript in zip(group, out)})
+            out = await asyncio.to_thread(
+                self.transcriber.transcribe, windows, language=[r.language for _, r in group], options=options
+            )
+            results.update(
+                {
+                    i: transcript.model_copy(update={"batch_size": len(group)})
+                    for (i, _), transcript in zip(group, out)
+                }
+            )
             self.windows_transcribed += len(group)
             self.metrics.record_batch([r.window.duration_s for _, r in group])
             self.probe.answered()
@@ -97,5 +103,9 @@ class AsrDeployment:
 
     def model_info(self) -> ModelInfo:
         return self.transcriber.info().model_copy(
-            update={**replica_placement(), "windows_transcribed": self.windows_transcribed,
-                    "warmup_s": self.warmup_s})
+            update={
+                **replica_placement(),
+                "windows_transcribed": self.windows_transcribed,
+                "warmup_s": self.warmup_s,
+            }
+        )

@@ -28,17 +28,31 @@ log = logging.getLogger("speechgraph.drain")
 
 def serve_replicas_on(node_id: str) -> int:
     """Serve replica actors alive on the node."""
-    actors = list_actors(filters=[("node_id", "=", node_id), ("state", "=", "ALIVE")], limit=10_000,
-                         raise_on_missing_output=False)
+    actors = list_actors(
+        filters=[("node_id", "=", node_id), ("state", "=", "ALIVE")],
+        limit=10_000,
+        raise_on_missing_output=False,
+    )
     return sum(1 for a in actors if a.class_name.startswith("ServeReplica:"))
 
 
 def drain_node(node_id: str, deadline_s: float, address: str | None = None) -> None:
     """Ask the cluster to drain ``node_id`` (Ray's ``drain-node``; Kubernetes kills the pod after
     ``deadline_s``)."""
-    command = [sys.executable, "-m", "ray.scripts.scripts", "drain-node", "--node-id", node_id,
-               "--reason", "DRAIN_NODE_REASON_PREEMPTION", "--reason-message", "pod terminating",
-               "--deadline-remaining-seconds", str(int(deadline_s))]
+    command = [
+        sys.executable,
+        "-m",
+        "ray.scripts.scripts",
+        "drain-node",
+        "--node-id",
+        node_id,
+        "--reason",
+        "DRAIN_NODE_REASON_PREEMPTION",
+        "--reason-message",
+        "pod terminating",
+        "--deadline-remaining-seconds",
+        str(int(deadline_s)),
+    ]
     if address:
         command += ["--address", address]
     subprocess.run(command, check=True)
@@ -56,9 +70,13 @@ def wait_for_no_replicas(node_id: str, deadline_s: float, poll_s: float = 2.0) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployments.drain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--deadline-s", type=float, default=300,
-                        help="seconds until the pod is killed anyway: its terminationGracePeriodSeconds "
-                             "less a margin (default: %(default)s)")
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=300,
+        help="seconds until the pod is killed anyway: its terminationGracePeriodSeconds "
+        "less a margin (default: %(default)s)",
+    )
     parser.add_argument("--node-id", help="the node to drain (default: the node this runs on)")
     parser.add_argument("--address", default="auto", help="the Ray cluster (default: %(default)s)")
     options = parser.parse_args(argv)
@@ -68,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     drain_node(node_id, options.deadline_s, None if options.address == "auto" else options.address)
     left = wait_for_no_replicas(node_id, options.deadline_s)
-    log.info("node %s drained in %.1f s; %d Serve replicas left on it", node_id,
-             time.monotonic() - started, left)
+    log.info(
+        "node %s drained in %.1f s; %d Serve replicas left on it", node_id, time.monotonic() - started, left
+    )
     return 0
 
 

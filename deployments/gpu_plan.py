@@ -100,8 +100,11 @@ def gpu_stages(args: AppArgs) -> list[StageGpu]:
         if not share:
             fraction, kind = None, "-"
         low, high = _replica_range(options)
-        result.append(StageGpu(stage, share, actor.num_cpus if actor.num_cpus is not None else 1.0,
-                               fraction, kind, low, high))
+        result.append(
+            StageGpu(
+                stage, share, actor.num_cpus if actor.num_cpus is not None else 1.0, fraction, kind, low, high
+            )
+        )
     return result
 
 
@@ -113,31 +116,41 @@ def gpu_plan_problems(args: AppArgs) -> list[str]:
         if s.num_gpus > 1 and s.share.denominator != 1:
             problems.append(
                 f"deployments.{s.stage}: num_gpus {s.num_gpus} is above 1 and not whole; a replica "
-                "holds a part of one GPU (below 1) or whole GPUs (1, 2, ...).")
+                "holds a part of one GPU (below 1) or whole GPUs (1, 2, ...)."
+            )
         if s.memory_fraction is not None and _fraction(s.memory_fraction) > min(s.share, 1):
             setting = "asr" if s.stage == "asr" else "llm"
-            what = ("vLLM's gpu_memory_utilization" if s.memory_kind.startswith("vLLM")
-                    else "its torch memory cap")
+            what = (
+                "vLLM's gpu_memory_utilization"
+                if s.memory_kind.startswith("vLLM")
+                else "its torch memory cap"
+            )
             problems.append(
                 f"deployments.{s.stage}: {what} {s.memory_fraction} ({setting}.gpu_memory_fraction) is "
                 f"more than its num_gpus share {s.num_gpus}: it could take memory Ray gave to the replica "
                 f"sharing its GPU. Set {setting}.gpu_memory_fraction to at most {min(s.num_gpus, 1.0)}, "
-                "or leave it out to follow the share.")
+                "or leave it out to follow the share."
+            )
     if args.llm.backend == "vllm" and not stages["postprocess"].num_gpus:
-        problems.append("deployments.postprocess: llm.backend is 'vllm', which needs a GPU, but its "
-                        "ray_actor_options.num_gpus is 0; give it a GPU share or use backend 'transformers'.")
+        problems.append(
+            "deployments.postprocess: llm.backend is 'vllm', which needs a GPU, but its "
+            "ray_actor_options.num_gpus is 0; give it a GPU share or use backend 'transformers'."
+        )
     shared = [stages[name] for name in args.deployments.share_gpu]
     for s in shared:
         if not 0 < s.num_gpus < 1:
-            problems.append(f"deployments.share_gpu lists {s.stage}, whose num_gpus is {s.num_gpus}: "
-                            "only replicas with a fraction of a GPU (between 0 and 1) can share one.")
+            problems.append(
+                f"deployments.share_gpu lists {s.stage}, whose num_gpus is {s.num_gpus}: "
+                "only replicas with a fraction of a GPU (between 0 and 1) can share one."
+            )
     total = sum((s.share for s in shared), Fraction(0))
     if len(shared) > 1 and total > 1:
         parts = " + ".join(f"{s.stage} {s.num_gpus}" for s in shared)
         problems.append(
             f"deployments.share_gpu: one replica each of {', '.join(s.stage for s in shared)} must fit "
             f"on one GPU, but their num_gpus add up to {float(total):g} ({parts}), more than 1.0. "
-            "Lower their ray_actor_options.num_gpus.")
+            "Lower their ray_actor_options.num_gpus."
+        )
     return problems
 
 
@@ -166,8 +179,9 @@ class NodeShape:
     def parse(cls, text: str) -> NodeShape:
         match = _SHAPE.match(text.strip())
         if not match or int(match[1]) < 1:
-            raise ValueError(f"Node shape {text!r} is not COUNTxGPU-MEMORYGB[:CPUS], e.g. 8xH100-80GB "
-                             "or 1xH100-80GB:26.")
+            raise ValueError(
+                f"Node shape {text!r} is not COUNTxGPU-MEMORYGB[:CPUS], e.g. 8xH100-80GB or 1xH100-80GB:26."
+            )
         return cls(int(match[1]), match[2], float(match[3]), float(match[4]) if match[4] else None)
 
     def __str__(self) -> str:
@@ -205,7 +219,7 @@ def _place(nodes: list[_Node], items: list[StageGpu], shape: NodeShape) -> bool:
                 if fresh:
                     return False
                 continue
-            for i in free[:math.ceil(share)]:
+            for i in free[: math.ceil(share)]:
                 node.gpus[i] = Fraction(1)
         else:
             gpu = next((i for i, used in enumerate(node.gpus) if used + share <= 1), None)
@@ -223,8 +237,9 @@ def _place(nodes: list[_Node], items: list[StageGpu], shape: NodeShape) -> bool:
     return False
 
 
-def pack(stages: list[StageGpu], counts: dict[str, int], shape: NodeShape,
-         share_gpu: list[str]) -> list[_Node] | None:
+def pack(
+    stages: list[StageGpu], counts: dict[str, int], shape: NodeShape, share_gpu: list[str]
+) -> list[_Node] | None:
     """Nodes of ``shape`` holding ``counts`` replicas per stage, first fit: one replica of each
     ``share_gpu`` stage together on a GPU as long as all of them have replicas left, then the
     rest, largest share first. ``None`` when some replica fits no node of this shape."""
@@ -267,22 +282,30 @@ def describe_plan(args: AppArgs, shapes: list[NodeShape]) -> str:
         return "No stage asks for a GPU: there is no GPU plan to make."
     if share_gpu:
         total = sum((s.share for s in stages if s.stage in share_gpu), Fraction(0))
-        lines.append(f"GPU sharing: one replica each of {' + '.join(share_gpu)} per GPU "
-                     f"({float(total):.2f} of a GPU).")
+        lines.append(
+            f"GPU sharing: one replica each of {' + '.join(share_gpu)} per GPU ({float(total):.2f} of a GPU)."
+        )
     if cpu_only:
         lines.append(f"Stages without a GPU ({', '.join(cpu_only)}) run on CPU nodes and are left out.")
     for shape in shapes:
         lines += ["", f"Node {shape}"]
-        header = f"  {'stage':<12} {'num_gpus':>8} {'num_cpus':>8}  {'GPU memory per replica':<41} {'alone':>5}"
+        header = (
+            f"  {'stage':<12} {'num_gpus':>8} {'num_cpus':>8}  {'GPU memory per replica':<41} {'alone':>5}"
+        )
         if len(share_gpu) > 1:
             header += f" {'shared':>6}"
         lines.append(header + f"  {'replicas':>9}")
         sets = _per_node([s for s in stages if s.stage in share_gpu], shape) if len(share_gpu) > 1 else None
         for s in stages:
             gb = s.memory_fraction * shape.gpu_memory_gb if s.memory_fraction is not None else None
-            memory = (f"{s.memory_fraction:.2f} of {'each ' if s.num_gpus > 1 else ''}GPU = {gb:.1f} GB ({s.memory_kind})"
-                      if gb is not None else "-")
-            row = f"  {s.stage:<12} {s.num_gpus:>8g} {s.num_cpus:>8g}  {memory:<41} {_per_node([s], shape):>5}"
+            memory = (
+                f"{s.memory_fraction:.2f} of {'each ' if s.num_gpus > 1 else ''}GPU = {gb:.1f} GB ({s.memory_kind})"
+                if gb is not None
+                else "-"
+            )
+            row = (
+                f"  {s.stage:<12} {s.num_gpus:>8g} {s.num_cpus:>8g}  {memory:<41} {_per_node([s], shape):>5}"
+            )
             if sets is not None:
                 row += f" {(sets if s.stage in share_gpu else '-'):>6}"
             lines.append(row + f"  {f'{s.min_replicas}..{s.max_replicas}':>9}")
@@ -294,8 +317,10 @@ def describe_plan(args: AppArgs, shapes: list[NodeShape]) -> str:
                 lines.append(f"  {label} replicas ({wanted}): a replica does not fit on this node shape")
                 continue
             used = sum(float(sum(n.gpus)) for n in nodes)
-            lines.append(f"  {label} replicas ({wanted}): {len(nodes)} node{'s' * (len(nodes) != 1)}, "
-                         f"GPU shares reserved: {used:g} of {len(nodes) * shape.gpus}")
+            lines.append(
+                f"  {label} replicas ({wanted}): {len(nodes)} node{'s' * (len(nodes) != 1)}, "
+                f"GPU shares reserved: {used:g} of {len(nodes) * shape.gpus}"
+            )
     legend = "alone: replicas of that stage one node holds by itself"
     if len(share_gpu) > 1:
         legend += "; shared: sets of one replica of each share_gpu stage one node holds"
@@ -307,12 +332,23 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m deployments.gpu_plan",
-        description="Check a Serve config's GPU sharing and print how its replicas fit on GPU nodes.")
-    parser.add_argument("config", type=Path, nargs="?", default=Path("serve_config.yaml"),
-                        help="Serve config file (default: %(default)s)")
-    parser.add_argument("--node", dest="nodes", action="append", type=NodeShape.parse,
-                        metavar="SHAPE", help="node shape COUNTxGPU-MEMORYGB[:CPUS]; repeatable "
-                                              "(default: 1xH100-80GB and 8xH100-80GB)")
+        description="Check a Serve config's GPU sharing and print how its replicas fit on GPU nodes.",
+    )
+    parser.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=Path("serve_config.yaml"),
+        help="Serve config file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--node",
+        dest="nodes",
+        action="append",
+        type=NodeShape.parse,
+        metavar="SHAPE",
+        help="node shape COUNTxGPU-MEMORYGB[:CPUS]; repeatable (default: 1xH100-80GB and 8xH100-80GB)",
+    )
     options = parser.parse_args(argv)
     raw = yaml.safe_load(options.config.read_text())
     args = AppArgs.model_validate(raw["applications"][0]["args"])

@@ -31,8 +31,15 @@ class ModelProbe:
     the last ``interval_s`` (real work or a probe), is busy with real work started less than
     ``max_call_s`` ago, or answers ``run`` within ``timeout_s`` now."""
 
-    def __init__(self, stage: str, run: Callable[[], object], *, interval_s: float = 30.0,
-                 timeout_s: float = 20.0, max_call_s: float = 600.0):
+    def __init__(
+        self,
+        stage: str,
+        run: Callable[[], object],
+        *,
+        interval_s: float = 30.0,
+        timeout_s: float = 20.0,
+        max_call_s: float = 600.0,
+    ):
         self.stage = stage
         self.run = run
         self.interval_s = interval_s
@@ -65,8 +72,10 @@ class ModelProbe:
         if oldest is not None:
             if now - oldest < self.max_call_s:
                 return
-            raise ModelNotAnswering(f"a {self.stage} model call has run for {now - oldest:.0f} s, over "
-                                    f"{self.max_call_s:.0f} s; Serve will replace this replica")
+            raise ModelNotAnswering(
+                f"a {self.stage} model call has run for {now - oldest:.0f} s, over "
+                f"{self.max_call_s:.0f} s; Serve will replace this replica"
+            )
         # A probe stuck in the model cannot be stopped (it is a thread); later checks wait on the
         # same one rather than piling up more threads behind it.
         if self._running is None or self._running.done():
@@ -75,10 +84,14 @@ class ModelProbe:
             await asyncio.wait_for(asyncio.shield(self._running), self.timeout_s)
         except TimeoutError:
             log.error("%s health probe: the model did not answer within %.0f s", self.stage, self.timeout_s)
-            raise ModelNotAnswering(f"the {self.stage} model did not answer a probe within "
-                                    f"{self.timeout_s:.0f} s; Serve will replace this replica") from None
+            raise ModelNotAnswering(
+                f"the {self.stage} model did not answer a probe within "
+                f"{self.timeout_s:.0f} s; Serve will replace this replica"
+            ) from None
         except Exception as exc:
             log.error("%s health probe failed: %r", self.stage, exc)
-            raise ModelNotAnswering(f"the {self.stage} model failed a probe ({exc.__class__.__name__}: "
-                                    f"{exc}); Serve will replace this replica") from exc
+            raise ModelNotAnswering(
+                f"the {self.stage} model failed a probe ({exc.__class__.__name__}: "
+                f"{exc}); Serve will replace this replica"
+            ) from exc
         self.answered()

@@ -31,44 +31,68 @@ RATIO_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 
 def audio_seconds() -> Counter:
-    return Counter("speechgraph_audio_seconds",
-                   description="Seconds of audio a stage has cleared (preprocess: decoded; asr: speech "
-                               "windows through Whisper).", tag_keys=("stage",))
+    return Counter(
+        "speechgraph_audio_seconds",
+        description="Seconds of audio a stage has cleared (preprocess: decoded; asr: speech "
+        "windows through Whisper).",
+        tag_keys=("stage",),
+    )
 
 
 def postprocess_fallbacks() -> Counter:
-    return Counter("speechgraph_postprocess_fallbacks",
-                   description="Punctuation or summary requested but not delivered, by task and reason code.",
-                   tag_keys=("task", "reason"))
+    return Counter(
+        "speechgraph_postprocess_fallbacks",
+        description="Punctuation or summary requested but not delivered, by task and reason code.",
+        tag_keys=("task", "reason"),
+    )
 
 
 def count_fallbacks(counter: Counter, result: PostprocessResult) -> None:
-    for task, fallback in (("punctuation", result.punctuation.fallback), ("summary", result.summary.fallback)):
+    for task, fallback in (
+        ("punctuation", result.punctuation.fallback),
+        ("summary", result.summary.fallback),
+    ):
         if fallback is not None:
             counter.inc(tags={"task": task, "reason": fallback})
 
 
 def model_load_seconds(stage: str) -> Gauge:
-    gauge = Gauge("speechgraph_model_load_seconds", description="Seconds the replica took to load its model.",
-                  tag_keys=("stage",))
+    gauge = Gauge(
+        "speechgraph_model_load_seconds",
+        description="Seconds the replica took to load its model.",
+        tag_keys=("stage",),
+    )
     gauge.set_default_tags({"stage": stage})
     return gauge
 
 
 class IngressMetrics:
     def __init__(self):
-        self.requests = Counter("speechgraph_requests", description="Requests answered, by route and HTTP status.",
-                                tag_keys=("route", "status"))
-        self.stage_seconds = Histogram("speechgraph_stage_seconds",
-                                       description="Seconds a request spent in each stage, as the driver saw "
-                                                   "them (queueing included); stage=total is end to end.",
-                                       boundaries=SECONDS_BUCKETS, tag_keys=("stage",))
-        self.real_time_factor = Histogram("speechgraph_real_time_factor",
-                                          description="Wall seconds per second of audio, per request.",
-                                          boundaries=RTF_BUCKETS)
-        self.windows = Histogram("speechgraph_windows_per_request",
-                                 description="Speech windows (Whisper inputs) per request.", boundaries=WINDOW_BUCKETS)
-        self.received_bytes = Counter("speechgraph_received_bytes", description="Bytes of audio uploads received.")
+        self.requests = Counter(
+            "speechgraph_requests",
+            description="Requests answered, by route and HTTP status.",
+            tag_keys=("route", "status"),
+        )
+        self.stage_seconds = Histogram(
+            "speechgraph_stage_seconds",
+            description="Seconds a request spent in each stage, as the driver saw "
+            "them (queueing included); stage=total is end to end.",
+            boundaries=SECONDS_BUCKETS,
+            tag_keys=("stage",),
+        )
+        self.real_time_factor = Histogram(
+            "speechgraph_real_time_factor",
+            description="Wall seconds per second of audio, per request.",
+            boundaries=RTF_BUCKETS,
+        )
+        self.windows = Histogram(
+            "speechgraph_windows_per_request",
+            description="Speech windows (Whisper inputs) per request.",
+            boundaries=WINDOW_BUCKETS,
+        )
+        self.received_bytes = Counter(
+            "speechgraph_received_bytes", description="Bytes of audio uploads received."
+        )
         self.fallbacks = postprocess_fallbacks()  # llm_unavailable: the ingress found no LLM to ask
 
     def record_document(self, timings: StageTimings, duration_s: float) -> None:
@@ -83,9 +107,11 @@ class PreprocessMetrics:
     def __init__(self):
         self.audio_seconds = audio_seconds()
         self.audio_seconds.set_default_tags({"stage": "preprocess"})
-        self.speech_ratio = Histogram("speechgraph_vad_speech_ratio",
-                                      description="Share of each file's duration that VAD kept as speech windows.",
-                                      boundaries=RATIO_BUCKETS)
+        self.speech_ratio = Histogram(
+            "speechgraph_vad_speech_ratio",
+            description="Share of each file's duration that VAD kept as speech windows.",
+            boundaries=RATIO_BUCKETS,
+        )
 
     def record_plan(self, duration_s: float, speech_s: float) -> None:
         if duration_s > 0:
@@ -97,8 +123,11 @@ class AsrMetrics:
     def __init__(self):
         self.audio_seconds = audio_seconds()
         self.audio_seconds.set_default_tags({"stage": "asr"})
-        self.batch_size = Histogram("speechgraph_asr_batch_size",
-                                    description="Windows per Whisper generate call.", boundaries=BATCH_BUCKETS)
+        self.batch_size = Histogram(
+            "speechgraph_asr_batch_size",
+            description="Windows per Whisper generate call.",
+            boundaries=BATCH_BUCKETS,
+        )
         self.model_load_seconds = model_load_seconds("asr")
 
     def record_batch(self, window_seconds: Sequence[float]) -> None:
@@ -109,8 +138,11 @@ class AsrMetrics:
 
 class PostprocessMetrics:
     def __init__(self):
-        self.llm_tokens = Counter("speechgraph_llm_tokens", description="LLM tokens, by direction (input, output).",
-                                  tag_keys=("direction",))
+        self.llm_tokens = Counter(
+            "speechgraph_llm_tokens",
+            description="LLM tokens, by direction (input, output).",
+            tag_keys=("direction",),
+        )
         self.fallbacks = postprocess_fallbacks()
         self.model_load_seconds = model_load_seconds("postprocess")
 

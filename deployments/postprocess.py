@@ -50,7 +50,9 @@ class _OneCallAtATime:
 class PostprocessDeployment:
     def __init__(self, settings: LlmSettings):
         self.probe = ModelProbe("postprocess", self._probe_model)
-        self.backend = _OneCallAtATime(load_chat_backend(settings, gpu_share=assigned_gpu_share()), self.probe)
+        self.backend = _OneCallAtATime(
+            load_chat_backend(settings, gpu_share=assigned_gpu_share()), self.probe
+        )
         self.postprocessor = PostProcessor(settings, self.backend)
         self.metrics = PostprocessMetrics()
         self.node_id = replica_placement()["node_id"]
@@ -63,7 +65,9 @@ class PostprocessDeployment:
         self.backend.chat_unrecorded([PROBE], max_new_tokens=1)
 
     async def __call__(self, text: str, punctuate: bool, summarize: bool) -> PostprocessResult:
-        result = await asyncio.to_thread(self.postprocessor.run, text, punctuate=punctuate, summarize=summarize)
+        result = await asyncio.to_thread(
+            self.postprocessor.run, text, punctuate=punctuate, summarize=summarize
+        )
         self.metrics.record_result(result)
         return result.model_copy(update={"node_id": self.node_id})
 

@@ -28,7 +28,6 @@ from pipeline.settings import AudioSettings
 from pipeline.vad import WindowPlanner
 from pipeline.windows import Window
 
-
 log = logging.getLogger("ray.serve")
 
 
@@ -74,7 +73,9 @@ class PreprocessDeployment:
         self.metrics = PreprocessMetrics()
         self.node_id = replica_placement()["node_id"]
         # VAD over half a second of silence: Silero answers (the decoder has no model to wedge).
-        self.probe = ModelProbe("preprocess", lambda: self.planner.plan(np.zeros(8000, np.float32), SAMPLE_RATE))
+        self.probe = ModelProbe(
+            "preprocess", lambda: self.planner.plan(np.zeros(8000, np.float32), SAMPLE_RATE)
+        )
 
     async def check_health(self) -> None:
         await self.probe.check()
@@ -89,13 +90,27 @@ class PreprocessDeployment:
         refs = [ray.put(w.cut(audio)) for w in windows]
         self.probe.answered()
         self.metrics.record_plan(audio.size / SAMPLE_RATE, sum(w.duration_s for w in windows))
-        return AudioPlan(duration_s=audio.size / SAMPLE_RATE, sample_rate=SAMPLE_RATE,
-                         windows=windows, refs=refs, upload=upload, node_id=self.node_id)
+        return AudioPlan(
+            duration_s=audio.size / SAMPLE_RATE,
+            sample_rate=SAMPLE_RATE,
+            windows=windows,
+            refs=refs,
+            upload=upload,
+            node_id=self.node_id,
+        )
 
     def _decode(self, upload: Upload):
-        return decode_audio(upload.read(), max_duration_s=self.settings.max_duration_s, sample_rate=SAMPLE_RATE)
+        return decode_audio(
+            upload.read(), max_duration_s=self.settings.max_duration_s, sample_rate=SAMPLE_RATE
+        )
 
     def model_info(self) -> ModelInfo:
-        return ModelInfo(stage="preprocess", model=f"pyav-{av.__version__}+{self.planner.method}",
-                         backend="pyav", device="cpu", dtype="float32", load_s=0.0,
-                         **replica_placement())
+        return ModelInfo(
+            stage="preprocess",
+            model=f"pyav-{av.__version__}+{self.planner.method}",
+            backend="pyav",
+            device="cpu",
+            dtype="float32",
+            load_s=0.0,
+            **replica_placement(),
+        )

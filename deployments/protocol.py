@@ -42,12 +42,14 @@ class HealthResponse(BaseModel):
 
 
 class ModelsResponse(BaseModel):
-    stages: dict[str, ModelInfo] = Field(description="Per stage: the model, device, dtype, load "
-                                                     "time and running replica count.")
+    stages: dict[str, ModelInfo] = Field(
+        description="Per stage: the model, device, dtype, load time and running replica count."
+    )
 
 
-def error_body(message: str, code: str, type: str = "invalid_request_error",
-               param: str | None = None) -> dict:
+def error_body(
+    message: str, code: str, type: str = "invalid_request_error", param: str | None = None
+) -> dict:
     return ErrorResponse(error=ErrorDetail(message=message, type=type, code=code, param=param)).model_dump()
 
 

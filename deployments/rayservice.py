@@ -52,14 +52,17 @@ def embed(manifest: str, key: str, config: str) -> str:
         end += 1
     while end > start + 1 and not lines[end - 1].strip():  # blank lines after the block stay
         end -= 1
-    block = [f"{indent}{line.rstrip()}\n" if line.strip() else "\n" for line in config.rstrip("\n").split("\n")]
-    return "".join(lines[:start + 1] + block + lines[end:])
+    block = [
+        f"{indent}{line.rstrip()}\n" if line.strip() else "\n" for line in config.rstrip("\n").split("\n")
+    ]
+    return "".join(lines[: start + 1] + block + lines[end:])
 
 
 def render(embedding: Embedding, root: Path = ROOT) -> str:
     """The manifest as it should be: the config copied into its block."""
-    return embed((root / embedding.manifest).read_text(), embedding.key,
-                 (root / embedding.config).read_text())
+    return embed(
+        (root / embedding.manifest).read_text(), embedding.key, (root / embedding.config).read_text()
+    )
 
 
 def _quantity(value) -> float:
@@ -85,7 +88,8 @@ def ray_groups(rayservice: dict) -> list[RayGroup]:
     cluster = rayservice["spec"]["rayClusterConfig"]
     groups = []
     for name, spec, max_pods in [("head", cluster["headGroupSpec"], 1)] + [
-            (g["groupName"], g, g["maxReplicas"]) for g in cluster.get("workerGroupSpecs", [])]:
+        (g["groupName"], g, g["maxReplicas"]) for g in cluster.get("workerGroupSpecs", [])
+    ]:
         params = spec.get("rayStartParams", {})
         limits = spec["template"]["spec"]["containers"][0].get("resources", {}).get("limits", {})
         cpus = _quantity(params.get("num-cpus", limits.get("cpu", 0)))
@@ -104,51 +108,72 @@ def resource_problems(rayservice: dict) -> list[str]:
 
     problems = []
     cluster = rayservice["spec"]["rayClusterConfig"]
-    specs = [("head", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in cluster.get("workerGroupSpecs", [])]
+    specs = [("head", cluster["headGroupSpec"])] + [
+        (g["groupName"], g) for g in cluster.get("workerGroupSpecs", [])
+    ]
     for name, spec in specs:
         params = spec.get("rayStartParams", {})
         limits = spec["template"]["spec"]["containers"][0].get("resources", {}).get("limits", {})
         gpu_limit = _quantity(limits.get("nvidia.com/gpu", 0))
         if _quantity(params.get("num-gpus", gpu_limit)) != gpu_limit:
-            problems.append(f"{name}: rayStartParams num-gpus {params.get('num-gpus')} is not its "
-                            f"nvidia.com/gpu limit {gpu_limit:g}")
+            problems.append(
+                f"{name}: rayStartParams num-gpus {params.get('num-gpus')} is not its "
+                f"nvidia.com/gpu limit {gpu_limit:g}"
+            )
         if "cpu" in limits and _quantity(params.get("num-cpus", 0)) > _quantity(limits["cpu"]):
-            problems.append(f"{name}: rayStartParams num-cpus {params['num-cpus']} is more than its "
-                            f"cpu limit {limits['cpu']}")
+            problems.append(
+                f"{name}: rayStartParams num-cpus {params['num-cpus']} is more than its "
+                f"cpu limit {limits['cpu']}"
+            )
     groups = ray_groups(rayservice)
     if groups[0].gpus:
-        problems.append("head: Ray sees GPUs on the head (set rayStartParams num-gpus to \"0\")")
+        problems.append('head: Ray sees GPUs on the head (set rayStartParams num-gpus to "0")')
     serve_config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     args = AppArgs.model_validate(serve_config["applications"][0]["args"])
     problems += gpu_plan_problems(args)
     demand: dict[str, list] = {}
     for stage in gpu_stages(args):
         selector = getattr(args.deployments, stage.stage).ray_actor_options.label_selector or {}
-        fits = [g for g in groups[1:]
-                if all(g.labels.get(k) == v for k, v in selector.items())
-                and g.cpus >= stage.num_cpus and g.gpus >= math.ceil(stage.num_gpus)]
+        fits = [
+            g
+            for g in groups[1:]
+            if all(g.labels.get(k) == v for k, v in selector.items())
+            and g.cpus >= stage.num_cpus
+            and g.gpus >= math.ceil(stage.num_gpus)
+        ]
         if not fits:
-            problems.append(f"deployments.{stage.stage}: no worker group holds a replica "
-                            f"({stage.num_cpus:g} CPUs, {stage.num_gpus:g} GPUs, labels {selector or 'any'})")
+            problems.append(
+                f"deployments.{stage.stage}: no worker group holds a replica "
+                f"({stage.num_cpus:g} CPUs, {stage.num_gpus:g} GPUs, labels {selector or 'any'})"
+            )
             continue
         demand.setdefault(fits[0].name, []).append(stage)
     for group in groups[1:]:
         stages = demand.get(group.name, [])
         if not stages:
             continue
-        nodes = pack(stages, {s.stage: s.max_replicas for s in stages},
-                     NodeShape(max(int(group.gpus), 1), "GPU", 0, group.cpus), list(args.deployments.share_gpu))
+        nodes = pack(
+            stages,
+            {s.stage: s.max_replicas for s in stages},
+            NodeShape(max(int(group.gpus), 1), "GPU", 0, group.cpus),
+            list(args.deployments.share_gpu),
+        )
         if nodes is None or len(nodes) > group.max_pods:
             needed = "more than any number of" if nodes is None else str(len(nodes))
-            problems.append(f"{group.name}: the maximum replicas of {', '.join(s.stage for s in stages)} "
-                            f"need {needed} pods, but maxReplicas is {group.max_pods}")
+            problems.append(
+                f"{group.name}: the maximum replicas of {', '.join(s.stage for s in stages)} "
+                f"need {needed} pods, but maxReplicas is {group.max_pods}"
+            )
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deployments.rayservice", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 when a manifest differs from its config")
+    parser = argparse.ArgumentParser(
+        prog="python -m deployments.rayservice", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 when a manifest differs from its config"
+    )
     options = parser.parse_args(argv)
     stale = []
     for embedding in EMBEDDINGS:
@@ -163,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     if options.check and stale:
         for embedding in stale:
-            print(f"{embedding.manifest} differs from {embedding.config}: run python -m deployments.rayservice",
-                  file=sys.stderr)
+            print(
+                f"{embedding.manifest} differs from {embedding.config}: run python -m deployments.rayservice",
+                file=sys.stderr,
+            )
         failed = True
     problems = resource_problems(yaml.safe_load((ROOT / EMBEDDINGS[0].manifest).read_text()))
     for problem in problems:

@@ -77,6 +77,11 @@ class RequestRecorder:
             REQUEST_FACTS.reset(token)
             route = self.route(scope)
             self.metrics().requests.inc(tags={"route": route, "status": str(status)})
-            fields = {"api_route": route, "method": scope["method"], "status_code": status,
-                      "duration_s": round(time.perf_counter() - started, 4), **facts}
+            fields = {
+                "api_route": route,
+                "method": scope["method"],
+                "status_code": status,
+                "duration_s": round(time.perf_counter() - started, 4),
+                **facts,
+            }
             log.info("%s %s -> %d", scope["method"], route, status, extra=fields)

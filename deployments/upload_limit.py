@@ -20,10 +20,14 @@ class UploadTooLarge(Exception):
 
 
 def _too_large(limit: int) -> bytes:
-    return json.dumps(error_body(
-        f"The upload is larger than the limit of {limit / 1048576:.1f} MiB. Send a smaller or "
-        "more compressed file (e.g. flac, opus), or raise audio.max_upload_mb in the config.",
-        code="file_too_large", param="file")).encode()
+    return json.dumps(
+        error_body(
+            f"The upload is larger than the limit of {limit / 1048576:.1f} MiB. Send a smaller or "
+            "more compressed file (e.g. flac, opus), or raise audio.max_upload_mb in the config.",
+            code="file_too_large",
+            param="file",
+        )
+    ).encode()
 
 
 class UploadSizeLimit:
@@ -74,8 +78,15 @@ class UploadSizeLimit:
     @staticmethod
     async def _refuse(send: Send, limit: int) -> None:
         body = _too_large(limit)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -88,7 +88,8 @@ def decode_audio(source: Source, *, max_duration_s: float, sample_rate: int = SA
         if not container.streams.audio:
             raise NoAudioStream(
                 "The file has no audio stream (it may be video or an image only). "
-                "Send a file with an audio track.")
+                "Send a file with an audio track."
+            )
         stream = container.streams.audio[0]
         declared = None
         if stream.duration is not None and stream.time_base is not None:
@@ -104,13 +105,16 @@ def decode_audio(source: Source, *, max_duration_s: float, sample_rate: int = SA
                 for out in resampler.resample(frame):
                     samples.add_mean(out.to_ndarray())
                     if samples.size > limit:
-                        raise AudioTooLong(_too_long(samples.size / sample_rate, max_duration_s, partial=True))
+                        raise AudioTooLong(
+                            _too_long(samples.size / sample_rate, max_duration_s, partial=True)
+                        )
             for out in resampler.resample(None):
                 samples.add_mean(out.to_ndarray())
         except av.FFmpegError as exc:
             raise UndecodableAudio(
                 f"The audio stream could not be decoded ({exc}). The file may be truncated or "
-                "corrupt; re-encode it (e.g. to flac or wav) and try again.") from None
+                "corrupt; re-encode it (e.g. to flac or wav) and try again."
+            ) from None
     if samples.size == 0:
         raise UndecodableAudio("The file has an audio stream but no audio samples could be decoded.")
     return samples.array[:limit]
@@ -133,17 +137,19 @@ class _Samples:
         n = channels.shape[1]
         if self.size + n > self._buffer.size:
             grown = np.empty(max(2 * self._buffer.size, self.size + n), np.float32)
-            grown[:self.size] = self._buffer[:self.size]
+            grown[: self.size] = self._buffer[: self.size]
             self._buffer = grown
-        channels.mean(axis=0, dtype=np.float32, out=self._buffer[self.size:self.size + n])
+        channels.mean(axis=0, dtype=np.float32, out=self._buffer[self.size : self.size + n])
         self.size += n
 
     @property
     def array(self) -> np.ndarray:
-        return self._buffer[:self.size]
+        return self._buffer[: self.size]
 
 
 def _too_long(seconds: float, limit: float, partial: bool = False) -> str:
     what = f"more than {seconds:.0f} s" if partial else f"{seconds:.0f} s"
-    return (f"The audio is {what} long; the limit is {limit:.0f} s. "
-            "Split it into shorter files or raise audio.max_duration_s in the config.")
+    return (
+        f"The audio is {what} long; the limit is {limit:.0f} s. "
+        "Split it into shorter files or raise audio.max_duration_s in the config."
+    )

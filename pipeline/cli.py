@@ -23,29 +23,38 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     tx = sub.add_parser("transcribe", help="transcribe audio files in this process")
     tx.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    tx.add_argument("--config", type=Path,
-                    help="settings YAML, or a Serve config (its first application's args); "
-                         "default: built-in settings")
+    tx.add_argument(
+        "--config",
+        type=Path,
+        help="settings YAML, or a Serve config (its first application's args); default: built-in settings",
+    )
     tx.add_argument("--language", help="language code (default: detect)")
     tx.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
-    tx.add_argument("--no-punctuate", dest="punctuate", action="store_false",
-                    help="skip LLM punctuation")
-    tx.add_argument("--no-summarize", dest="summarize", action="store_false",
-                    help="skip the LLM summary")
+    tx.add_argument("--no-punctuate", dest="punctuate", action="store_false", help="skip LLM punctuation")
+    tx.add_argument("--no-summarize", dest="summarize", action="store_false", help="skip the LLM summary")
     tx.add_argument("--format", choices=FORMATS, default="json")
-    tx.add_argument("--output-dir", type=Path,
-                    help="write FILE's result as OUTPUT_DIR/<name>.<format> instead of to stdout")
+    tx.add_argument(
+        "--output-dir",
+        type=Path,
+        help="write FILE's result as OUTPUT_DIR/<name>.<format> instead of to stdout",
+    )
     cl = sub.add_parser("client", help="send audio files to a running service")
     cl.add_argument("files", nargs="+", type=Path, metavar="FILE")
     cl.add_argument("--url", default="http://127.0.0.1:8000", help="the service (default: %(default)s)")
-    cl.add_argument("--api-key", default=os.environ.get("SPEECHGRAPH_API_KEY"),
-                    help="API key, when the service needs one (default: $SPEECHGRAPH_API_KEY)")
+    cl.add_argument(
+        "--api-key",
+        default=os.environ.get("SPEECHGRAPH_API_KEY"),
+        help="API key, when the service needs one (default: $SPEECHGRAPH_API_KEY)",
+    )
     cl.add_argument("--language", help="language code (default: detect)")
     cl.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
     cl.add_argument("--no-punctuate", dest="punctuate", action="store_false")
     cl.add_argument("--no-summarize", dest="summarize", action="store_false")
-    cl.add_argument("--formats", default="json,srt,vtt",
-                    help=f"comma-separated, of {', '.join(FORMATS)} (default: %(default)s)")
+    cl.add_argument(
+        "--formats",
+        default="json,srt,vtt",
+        help=f"comma-separated, of {', '.join(FORMATS)} (default: %(default)s)",
+    )
     cl.add_argument("--output-dir", type=Path, help="where to write <name>.<format> (default: next to FILE)")
     cl.add_argument("--jobs", type=int, default=4, help="files sent at once (default: %(default)s)")
     return parser
@@ -64,13 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for path in args.files:
         with tqdm(total=None, desc=path.name, unit="window", file=sys.stderr, leave=False) as bar:
+
             def progress(done: int, total: int) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
+
             try:
-                result = pipeline.transcribe(path, language=args.language, task=args.task,
-                                             punctuate=args.punctuate, summarize=args.summarize,
-                                             progress=progress)
+                result = pipeline.transcribe(
+                    path,
+                    language=args.language,
+                    task=args.task,
+                    punctuate=args.punctuate,
+                    summarize=args.summarize,
+                    progress=progress,
+                )
             except (SpeechgraphError, FileNotFoundError) as exc:
                 print(f"error: {path}: {exc}", file=sys.stderr)
                 failures += 1
@@ -80,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             args.output_dir.mkdir(parents=True, exist_ok=True)
             out = args.output_dir / f"{path.stem}.{args.format}"
             out.write_text(text)
-            print(f"{path} -> {out} ({result.duration_s:.1f} s audio, "
-                  f"RTF {result.real_time_factor:.3f})", file=sys.stderr)
+            print(
+                f"{path} -> {out} ({result.duration_s:.1f} s audio, RTF {result.real_time_factor:.3f})",
+                file=sys.stderr,
+            )
         else:
             sys.stdout.write(text)
     return 1 if failures else 0
@@ -97,16 +115,26 @@ def _client(args: argparse.Namespace) -> int:
         return 2
 
     def one(position: int, path: Path) -> bool:
-        with tqdm(total=None, desc=path.name, unit="window", file=sys.stderr, position=position,
-                  leave=True) as bar:
+        with tqdm(
+            total=None, desc=path.name, unit="window", file=sys.stderr, position=position, leave=True
+        ) as bar:
+
             def progress(done: int, total: int, seconds: float) -> None:
                 bar.total = total
                 bar.set_postfix_str(f"{seconds:.0f} s of speech")
                 bar.update(done - bar.n)
+
             try:
-                result = transcribe_remote(args.url, path, language=args.language, task=args.task,
-                                           punctuate=args.punctuate, summarize=args.summarize,
-                                           api_key=args.api_key, progress=progress)
+                result = transcribe_remote(
+                    args.url,
+                    path,
+                    language=args.language,
+                    task=args.task,
+                    punctuate=args.punctuate,
+                    summarize=args.summarize,
+                    api_key=args.api_key,
+                    progress=progress,
+                )
             except (ServiceError, OSError, requests.RequestException) as exc:
                 bar.write(f"error: {path}: {exc}", file=sys.stderr)
                 return False

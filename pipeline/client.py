@@ -24,22 +24,44 @@ def sse_events(response: requests.Response) -> Iterator[tuple[str, dict]]:
     name = "message"
     for line in response.iter_lines(decode_unicode=True):
         if line.startswith("event: "):
-            name = line[len("event: "):]
+            name = line[len("event: ") :]
         elif line.startswith("data: "):
-            yield name, json.loads(line[len("data: "):])
+            yield name, json.loads(line[len("data: ") :])
             name = "message"
 
 
-def transcribe_remote(url: str, path: Path, *, language: str | None = None, task: str = "transcribe",
-                      punctuate: bool = True, summarize: bool = True, api_key: str | None = None,
-                      progress: ProgressCallback | None = None, timeout_s: float = 3600) -> TranscriptionResult:
+def transcribe_remote(
+    url: str,
+    path: Path,
+    *,
+    language: str | None = None,
+    task: str = "transcribe",
+    punctuate: bool = True,
+    summarize: bool = True,
+    api_key: str | None = None,
+    progress: ProgressCallback | None = None,
+    timeout_s: float = 3600,
+) -> TranscriptionResult:
     """Send ``path`` to ``url``'s ``/v1/transcribe`` with ``stream=true`` and return the document."""
-    fields = {"task": task, "punctuate": str(punctuate).lower(), "summarize": str(summarize).lower(),
-              "stream": "true", **({"language": language} if language else {})}
+    fields = {
+        "task": task,
+        "punctuate": str(punctuate).lower(),
+        "summarize": str(summarize).lower(),
+        "stream": "true",
+        **({"language": language} if language else {}),
+    }
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with path.open("rb") as f, requests.post(f"{url.rstrip('/')}/v1/transcribe", files={"file": (path.name, f)},
-                                             data=fields, headers=headers, stream=True,
-                                             timeout=(30, timeout_s)) as response:
+    with (
+        path.open("rb") as f,
+        requests.post(
+            f"{url.rstrip('/')}/v1/transcribe",
+            files={"file": (path.name, f)},
+            data=fields,
+            headers=headers,
+            stream=True,
+            timeout=(30, timeout_s),
+        ) as response,
+    ):
         if response.status_code != 200:
             try:
                 message = response.json()["error"]["message"]

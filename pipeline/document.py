@@ -14,7 +14,6 @@ from pipeline.schemas import (
     WindowTranscript,
 )
 
-
 #: The document's language when nothing was given and there was no speech to detect it from.
 NO_SPEECH_LANGUAGE = "en"
 
@@ -30,9 +29,17 @@ def transcript_text(segments: Iterable[Segment]) -> str:
     return "".join(s.text for s in segments).strip()
 
 
-def build_document(*, language: str, task: Task, duration_s: float, segments: list[Segment],
-                   post: PostprocessResult, timings: StageTimings, models: dict[str, str],
-                   request_id: str | None = None) -> TranscriptionResult:
+def build_document(
+    *,
+    language: str,
+    task: Task,
+    duration_s: float,
+    segments: list[Segment],
+    post: PostprocessResult,
+    timings: StageTimings,
+    models: dict[str, str],
+    request_id: str | None = None,
+) -> TranscriptionResult:
     return TranscriptionResult(
         request_id=request_id,
         language=language,

@@ -16,14 +16,15 @@ def _timestamp(seconds: float, decimal: str) -> str:
 
 
 def to_srt(segments: Sequence[Segment]) -> str:
-    cues = [f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
-            for i, s in enumerate(segments, start=1)]
+    cues = [
+        f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
+        for i, s in enumerate(segments, start=1)
+    ]
     return "\n".join(cues)
 
 
 def to_vtt(segments: Sequence[Segment]) -> str:
-    cues = [f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n"
-            for s in segments]
+    cues = [f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n" for s in segments]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 

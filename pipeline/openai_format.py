@@ -123,8 +123,10 @@ def output_text(result: TranscriptionResult) -> str:
 
 
 def _postprocessed(result: TranscriptionResult, punctuate: bool, summarize: bool) -> dict:
-    return {"punctuation": result.punctuation if punctuate else None,
-            "summary": result.summary if summarize else None}
+    return {
+        "punctuation": result.punctuation if punctuate else None,
+        "summary": result.summary if summarize else None,
+    }
 
 
 def _usage(result: TranscriptionResult) -> DurationUsage:
@@ -139,9 +141,14 @@ def verbose_segment(segment: Segment) -> VerboseSegment:
     return VerboseSegment.model_validate(segment.model_dump(exclude={"words", "window"}))
 
 
-def render_openai(result: TranscriptionResult, response_format: ResponseFormat, *,
-                  granularities: frozenset[str] = frozenset(), punctuate: bool = False,
-                  summarize: bool = False) -> dict | str:
+def render_openai(
+    result: TranscriptionResult,
+    response_format: ResponseFormat,
+    *,
+    granularities: frozenset[str] = frozenset(),
+    punctuate: bool = False,
+    summarize: bool = False,
+) -> dict | str:
     """The response body: a JSON-able dict for ``json``/``verbose_json``, else text."""
     if response_format == "text":
         return output_text(result) + "\n"

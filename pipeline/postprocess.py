@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -76,17 +75,20 @@ def parse_summary(raw: str) -> Summary:
     if fenced:
         text = fenced.group(1)
     if not text.startswith("{") and "{" in text and "}" in text:
-        text = text[text.index("{"): text.rindex("}") + 1]
+        text = text[text.index("{") : text.rindex("}") + 1]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SummaryFormatError(f"the LLM's answer is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        raise SummaryFormatError(
+            f"the LLM's answer is not valid JSON ({exc.msg} at char {exc.pos})"
+        ) from None
     try:
         return Summary.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors())
         raise SummaryFormatError(
-            f'the LLM\'s JSON is not of the shape {{"abstract": str, "bullets": [str]}} ({problems})') from None
+            f'the LLM\'s JSON is not of the shape {{"abstract": str, "bullets": [str]}} ({problems})'
+        ) from None
 
 
 def _parse_summaries(answers: list[str]) -> tuple[list[Summary], list[str]]:
@@ -102,18 +104,27 @@ def _parse_summaries(answers: list[str]) -> tuple[list[Summary], list[str]]:
 
 def not_requested() -> PostprocessResult:
     """The result when the caller asked for neither punctuation nor a summary."""
-    return PostprocessResult(punctuation=PunctuationResult(applied=False, reason="not requested"),
-                             summary=SummaryResult(reason="not requested"))
+    return PostprocessResult(
+        punctuation=PunctuationResult(applied=False, reason="not requested"),
+        summary=SummaryResult(reason="not requested"),
+    )
 
 
 def llm_unavailable(reason: str, *, punctuate: bool, summarize: bool) -> PostprocessResult:
     """The result when the LLM could not be reached: the raw transcript stands, and says why."""
     why = f"the LLM stage was unavailable ({reason}); the raw transcript is returned"
     return PostprocessResult(
-        punctuation=(PunctuationResult(applied=False, reason=why, fallback="llm_unavailable") if punctuate
-                     else PunctuationResult(applied=False, reason="not requested")),
-        summary=(SummaryResult(reason=why, fallback="llm_unavailable") if summarize
-                 else SummaryResult(reason="not requested")))
+        punctuation=(
+            PunctuationResult(applied=False, reason=why, fallback="llm_unavailable")
+            if punctuate
+            else PunctuationResult(applied=False, reason="not requested")
+        ),
+        summary=(
+            SummaryResult(reason=why, fallback="llm_unavailable")
+            if summarize
+            else SummaryResult(reason="not requested")
+        ),
+    )
 
 
 def drop_leading_words(text: str, count: int) -> str:
@@ -121,7 +132,7 @@ def drop_leading_words(text: str, count: int) -> str:
     if count <= 0:
         return text
     matches = list(_WORD.finditer(text))
-    return text[matches[count].start():] if len(matches) > count else ""
+    return text[matches[count].start() :] if len(matches) > count else ""
 
 
 @dataclass(frozen=True)
@@ -165,17 +176,22 @@ class PostProcessor:
             summary = SummaryResult(reason=problem, fallback=code)
         else:
             summary = self._summarize(chunks, used)
-        return PostprocessResult(punctuation=punctuation, summary=summary,
-                                 tokens_in=sum(o.tokens_in for o in used),
-                                 tokens_out=sum(o.tokens_out for o in used))
+        return PostprocessResult(
+            punctuation=punctuation,
+            summary=summary,
+            tokens_in=sum(o.tokens_in for o in used),
+            tokens_out=sum(o.tokens_out for o in used),
+        )
 
     def _input_problem(self, text: str) -> tuple[str | None, FallbackReason | None]:
         if not normalized_words(text):
             return "the transcript has no words", "no_words"
         n = self.backend.count_tokens(text)
         if n > self.settings.max_transcript_tokens:
-            return (f"the transcript is {n} LLM tokens, over llm.max_transcript_tokens="
-                    f"{self.settings.max_transcript_tokens}"), "transcript_too_long"
+            return (
+                f"the transcript is {n} LLM tokens, over llm.max_transcript_tokens="
+                f"{self.settings.max_transcript_tokens}"
+            ), "transcript_too_long"
         return None, None
 
     def chunks(self, text: str) -> list[Chunk]:
@@ -190,11 +206,13 @@ class PostProcessor:
         chunks: list[Chunk] = []
         start = 0
         while start < len(words):
-            context = " ".join(words[max(0, start - overlap):start])
+            context = " ".join(words[max(0, start - overlap) : start])
             n = min(size, len(words) - start)
-            while n > 1 and self.backend.count_tokens(f"{context} {' '.join(words[start:start + n])}") > limit:
+            while (
+                n > 1 and self.backend.count_tokens(f"{context} {' '.join(words[start : start + n])}") > limit
+            ):
                 n = max(1, n * 3 // 4)
-            chunks.append(Chunk(" ".join(words[start:start + n]), context))
+            chunks.append(Chunk(" ".join(words[start : start + n]), context))
             start += n
         return chunks
 
@@ -216,14 +234,20 @@ class PostProcessor:
             else:
                 pieces.append(drop_leading_words(answer, len(normalized_words(chunk.context))))
         if len(rejected) == len(chunks):
-            return PunctuationResult(applied=False, fallback="words_changed",
-                                     reason=f"the LLM changed the words ({'; '.join(rejected[:3])}); "
-                                            "kept the raw text")
+            return PunctuationResult(
+                applied=False,
+                fallback="words_changed",
+                reason=f"the LLM changed the words ({'; '.join(rejected[:3])}); kept the raw text",
+            )
         text = " ".join(p for p in pieces if p)
         if rejected:
-            return PunctuationResult(applied=True, text=text, fallback="some_chunks_changed",
-                                     reason=f"the LLM changed the words in {len(rejected)} of {len(chunks)} "
-                                            f"chunks ({'; '.join(rejected[:3])}); those chunks are raw")
+            return PunctuationResult(
+                applied=True,
+                text=text,
+                fallback="some_chunks_changed",
+                reason=f"the LLM changed the words in {len(rejected)} of {len(chunks)} "
+                f"chunks ({'; '.join(rejected[:3])}); those chunks are raw",
+            )
         return PunctuationResult(applied=True, text=text)
 
     def _summarize(self, chunks: list[Chunk], used: list[ChatOutput]) -> SummaryResult:
@@ -235,33 +259,49 @@ class PostProcessor:
                 return SummaryResult(reason=problems[0], fallback="unusable_answer")
             return SummaryResult(summary=parts[0])
         if not parts:
-            return SummaryResult(reason=f"no chunk summary was usable ({problems[0]})", fallback="unusable_answer")
+            return SummaryResult(
+                reason=f"no chunk summary was usable ({problems[0]})", fallback="unusable_answer"
+            )
         return self._reduce(parts, used)
 
     def _reduce(self, parts: list[Summary], used: list[ChatOutput]) -> SummaryResult:
         """One summary of the chunk summaries; in rounds when they do not fit one call."""
         while True:
-            texts = [f"Part {i}: {p.abstract}\n" + "\n".join(f"- {b}" for b in p.bullets)
-                     for i, p in enumerate(parts, start=1)]
+            texts = [
+                f"Part {i}: {p.abstract}\n" + "\n".join(f"- {b}" for b in p.bullets)
+                for i, p in enumerate(parts, start=1)
+            ]
             groups = self._groups(texts)
-            answers = self._chat(REDUCE_PROMPT, ["\n\n".join(g) for g in groups],
-                                 self.settings.max_summary_tokens, used)
+            answers = self._chat(
+                REDUCE_PROMPT, ["\n\n".join(g) for g in groups], self.settings.max_summary_tokens, used
+            )
             reduced, problems = _parse_summaries(answers)
             if len(groups) == 1:
-                return SummaryResult(summary=reduced[0]) if reduced else SummaryResult(
-                    reason=f"the combined summary was not usable ({problems[0]})", fallback="unusable_answer")
+                return (
+                    SummaryResult(summary=reduced[0])
+                    if reduced
+                    else SummaryResult(
+                        reason=f"the combined summary was not usable ({problems[0]})",
+                        fallback="unusable_answer",
+                    )
+                )
             if not reduced or len(reduced) >= len(parts):
-                return SummaryResult(reason=f"the chunk summaries could not be combined "
-                                            f"({problems[0] if problems else 'they do not shrink'})",
-                                     fallback="not_combined")
+                return SummaryResult(
+                    reason=f"the chunk summaries could not be combined "
+                    f"({problems[0] if problems else 'they do not shrink'})",
+                    fallback="not_combined",
+                )
             parts = reduced
 
     def _groups(self, texts: list[str]) -> list[list[str]]:
         """Consecutive texts grouped so each group fits one call (a text too long stays alone)."""
         groups: list[list[str]] = [[]]
         for text in texts:
-            if groups[-1] and self.backend.count_tokens("\n\n".join([*groups[-1], text])) > \
-                    self.settings.max_input_tokens:
+            if (
+                groups[-1]
+                and self.backend.count_tokens("\n\n".join([*groups[-1], text]))
+                > self.settings.max_input_tokens
+            ):
                 groups.append([])
             groups[-1].append(text)
         return groups

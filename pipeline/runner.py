@@ -28,13 +28,23 @@ class InProcessPipeline:
         self.planner = WindowPlanner(settings.audio)
         self.postprocessor = PostProcessor(settings.llm, load_chat_backend(settings.llm))
 
-    def transcribe(self, source: Source, *, language: str | None = None, task: Task = "transcribe",
-                   punctuate: bool = True, summarize: bool = True,
-                   progress: ProgressCallback | None = None) -> TranscriptionResult:
+    def transcribe(
+        self,
+        source: Source,
+        *,
+        language: str | None = None,
+        task: Task = "transcribe",
+        punctuate: bool = True,
+        summarize: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> TranscriptionResult:
         started = time.perf_counter()
         language = normalize_language(language) or self.settings.asr.default_language
-        audio = decode_audio(source, max_duration_s=self.settings.audio.max_duration_s,
-                             sample_rate=self.transcriber.sample_rate)
+        audio = decode_audio(
+            source,
+            max_duration_s=self.settings.audio.max_duration_s,
+            sample_rate=self.transcriber.sample_rate,
+        )
         windows = self.planner.plan(audio, self.transcriber.sample_rate)
         preprocessed = time.perf_counter()
 
@@ -43,7 +53,7 @@ class InProcessPipeline:
         results = []
         step = self.settings.asr.batch_size
         for i in range(0, len(windows), step):
-            batch = [WindowAudio(w.cut(audio), w.start_s, w.index) for w in windows[i:i + step]]
+            batch = [WindowAudio(w.cut(audio), w.start_s, w.index) for w in windows[i : i + step]]
             results += self.transcriber.transcribe(batch, language=language, task=task)
             if progress:
                 progress(len(results), len(windows))
@@ -52,9 +62,19 @@ class InProcessPipeline:
 
         post = self.postprocessor.run(transcript_text(segments), punctuate=punctuate, summarize=summarize)
         finished = time.perf_counter()
-        timings = StageTimings(preprocess_s=preprocessed - started, asr_s=transcribed - preprocessed,
-                               postprocess_s=finished - transcribed, total_s=finished - started,
-                               windows=len(windows))
-        return build_document(language=language or NO_SPEECH_LANGUAGE, task=task, duration_s=audio.size / self.transcriber.sample_rate,
-                              segments=segments, post=post, timings=timings,
-                              models={"asr": self.settings.asr.model, "llm": self.settings.llm.model})
+        timings = StageTimings(
+            preprocess_s=preprocessed - started,
+            asr_s=transcribed - preprocessed,
+            postprocess_s=finished - transcribed,
+            total_s=finished - started,
+            windows=len(windows),
+        )
+        return build_document(
+            language=language or NO_SPEECH_LANGUAGE,
+            task=task,
+            duration_s=audio.size / self.transcriber.sample_rate,
+            segments=segments,
+            post=post,
+            timings=timings,
+            models={"asr": self.settings.asr.model, "llm": self.settings.llm.model},
+        )

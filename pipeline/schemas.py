@@ -75,8 +75,15 @@ class Summary(_Schema):
     """The main points, one per item."""
 
 
-FallbackReason = Literal["no_words", "transcript_too_long", "words_changed", "some_chunks_changed",
-                         "unusable_answer", "not_combined", "llm_unavailable"]
+FallbackReason = Literal[
+    "no_words",
+    "transcript_too_long",
+    "words_changed",
+    "some_chunks_changed",
+    "unusable_answer",
+    "not_combined",
+    "llm_unavailable",
+]
 """Why punctuation or a summary that was asked for was not (wholly) delivered, as a fixed code."""
 
 

@@ -130,9 +130,11 @@ class LlmSettings(_Settings):
     @classmethod
     def _memory_is_gpu_memory_fraction(cls, options: dict[str, Any]) -> dict[str, Any]:
         if "gpu_memory_utilization" in options:
-            raise ValueError("set llm.gpu_memory_fraction instead of vllm_options.gpu_memory_utilization: "
-                             "it becomes vLLM's gpu_memory_utilization, and is checked against the "
-                             "replica's GPU share")
+            raise ValueError(
+                "set llm.gpu_memory_fraction instead of vllm_options.gpu_memory_utilization: "
+                "it becomes vLLM's gpu_memory_utilization, and is checked against the "
+                "replica's GPU share"
+            )
         return options
 
 

@@ -39,16 +39,36 @@ TINY_PREFIX = "tiny-random"
 #: Whisper shapes by name. ``tiny`` keeps tests fast; ``whisper-tiny-shape`` has the dimensions
 #: of openai/whisper-tiny so that benchmark compute is real.
 WHISPER_SHAPES: dict[str, dict[str, int]] = {
-    "tiny": dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-                 decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128),
-    "whisper-tiny-shape": dict(d_model=384, encoder_layers=4, decoder_layers=4,
-                               encoder_attention_heads=6, decoder_attention_heads=6,
-                               encoder_ffn_dim=1536, decoder_ffn_dim=1536),
+    "tiny": dict(
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+    ),
+    "whisper-tiny-shape": dict(
+        d_model=384,
+        encoder_layers=4,
+        decoder_layers=4,
+        encoder_attention_heads=6,
+        decoder_attention_heads=6,
+        encoder_ffn_dim=1536,
+        decoder_ffn_dim=1536,
+    ),
     # openai/whisper-large-v3's dimensions (1.55 B parameters, 128 mel bins), for GPU benchmarks:
     # written in float16 (3 GB).
-    "whisper-large-v3-shape": dict(d_model=1280, encoder_layers=32, decoder_layers=32,
-                                   encoder_attention_heads=20, decoder_attention_heads=20,
-                                   encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=128),
+    "whisper-large-v3-shape": dict(
+        d_model=1280,
+        encoder_layers=32,
+        decoder_layers=32,
+        encoder_attention_heads=20,
+        decoder_attention_heads=20,
+        encoder_ffn_dim=5120,
+        decoder_ffn_dim=5120,
+        num_mel_bins=128,
+    ),
 }
 
 _SEED = 1234
@@ -100,8 +120,16 @@ def _language_tokens() -> list[str]:
 
 def whisper_special_tokens() -> tuple[list[str], list[str]]:
     """Whisper's special tokens in checkpoint order, and its 1501 timestamp tokens."""
-    specials = ["<|startoftranscript|>", *_language_tokens(), "<|translate|>", "<|transcribe|>",
-                "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+    specials = [
+        "<|startoftranscript|>",
+        *_language_tokens(),
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nocaptions|>",
+        "<|notimestamps|>",
+    ]
     timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
     return specials, timestamps
 
@@ -132,8 +160,13 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
 
     specials, timestamps = whisper_special_tokens()
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
-    tokenizer.add_special_tokens({"extra_special_tokens": [
-        AddedToken(t, special=True, normalized=False) for t in ["<|endoftext|>", *specials]]})
+    tokenizer.add_special_tokens(
+        {
+            "extra_special_tokens": [
+                AddedToken(t, special=True, normalized=False) for t in ["<|endoftext|>", *specials]
+            ]
+        }
+    )
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps])
     ids = tokenizer.convert_tokens_to_ids
     assert ids("<|startoftranscript|>") == endoftext_id + 1
@@ -142,16 +175,49 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
 
     dims = dict(WHISPER_SHAPES[shape])
     mel_bins = dims.pop("num_mel_bins", 80)
-    feature_extractor = WhisperFeatureExtractor(feature_size=mel_bins, sampling_rate=16000,
-                                                hop_length=160, chunk_length=30, n_fft=400)
+    feature_extractor = WhisperFeatureExtractor(
+        feature_size=mel_bins, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400
+    )
     WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(out_dir)
 
     space_id = ids("Ġ")
-    suppress = sorted({ids(t) for t in ["\"", "#", "(", ")", "*", "+", "/", ":", ";", "<", "=",
-                                         ">", "@", "[", "\\", "]", "^", "_", "`", "{", "|", "}",
-                                         "~"]} | {ids("<|translate|>"), ids("<|transcribe|>"),
-                                                  ids("<|startoflm|>"), ids("<|startofprev|>"),
-                                                  ids("<|nocaptions|>")})
+    suppress = sorted(
+        {
+            ids(t)
+            for t in [
+                '"',
+                "#",
+                "(",
+                ")",
+                "*",
+                "+",
+                "/",
+                ":",
+                ";",
+                "<",
+                "=",
+                ">",
+                "@",
+                "[",
+                "\\",
+                "]",
+                "^",
+                "_",
+                "`",
+                "{",
+                "|",
+                "}",
+                "~",
+            ]
+        }
+        | {
+            ids("<|translate|>"),
+            ids("<|transcribe|>"),
+            ids("<|startoflm|>"),
+            ids("<|startofprev|>"),
+            ids("<|nocaptions|>"),
+        }
+    )
     config = WhisperConfig(
         vocab_size=vocab_size,
         num_mel_bins=mel_bins,
@@ -174,7 +240,7 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
     with torch.no_grad():
         embeddings = model.model.decoder.embed_tokens.weight
         embeddings[:256] *= 0.1  # single bytes
-        embeddings[ids("<|0.00|>"):] *= 0.2  # timestamps
+        embeddings[ids("<|0.00|>") :] *= 0.2  # timestamps
     model.generation_config = GenerationConfig(
         decoder_start_token_id=ids("<|startoftranscript|>"),
         bos_token_id=endoftext_id,
@@ -190,8 +256,7 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
         prev_sot_token_id=ids("<|startofprev|>"),
         max_initial_timestamp_index=50,
         return_timestamps=False,
-        alignment_heads=[[dims["decoder_layers"] - 1, h]
-                         for h in range(dims["decoder_attention_heads"])],
+        alignment_heads=[[dims["decoder_layers"] - 1, h] for h in range(dims["decoder_attention_heads"])],
     )
     if dims["d_model"] >= 1024:  # the large shape: float16 halves its 6 GB
         model = model.half()
@@ -282,10 +347,12 @@ def resolve_model_path(name: str, kind: str) -> str:
     if not is_tiny(name):
         return name
     if kind == "whisper":
-        shape = name[len(TINY_PREFIX) + 1:] or "tiny"
+        shape = name[len(TINY_PREFIX) + 1 :] or "tiny"
         if shape not in WHISPER_SHAPES:
-            raise ValueError(f"unknown tiny Whisper shape {shape!r} in model name {name!r}; "
-                             f"use one of: {', '.join(TINY_PREFIX + '-' + s for s in WHISPER_SHAPES)}")
+            raise ValueError(
+                f"unknown tiny Whisper shape {shape!r} in model name {name!r}; "
+                f"use one of: {', '.join(TINY_PREFIX + '-' + s for s in WHISPER_SHAPES)}"
+            )
         return str(_generated(f"whisper-{shape}", lambda d: write_tiny_whisper(d, shape)))
     if kind == "llm":
         if name != TINY_PREFIX:
@@ -297,10 +364,15 @@ def resolve_model_path(name: str, kind: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.tiny_models",
-        description="Write small random-weight Whisper and LLM checkpoints (deterministic).")
+        description="Write small random-weight Whisper and LLM checkpoints (deterministic).",
+    )
     parser.add_argument("dir", type=Path, help="output folder; gets whisper/ and llm/ inside")
-    parser.add_argument("--whisper-shape", choices=sorted(WHISPER_SHAPES), default="tiny",
-                        help="Whisper dimensions (default: tiny)")
+    parser.add_argument(
+        "--whisper-shape",
+        choices=sorted(WHISPER_SHAPES),
+        default="tiny",
+        help="Whisper dimensions (default: tiny)",
+    )
     args = parser.parse_args(argv)
     whisper = write_tiny_whisper(args.dir / "whisper", args.whisper_shape)
     llm = write_tiny_llm(args.dir / "llm")

@@ -51,10 +51,13 @@ class SpeechDetector:
         s = self.settings
         model = self._model()
         found = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), model,
-            threshold=s.vad_threshold, sampling_rate=self.sample_rate,
+            torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
+            model,
+            threshold=s.vad_threshold,
+            sampling_rate=self.sample_rate,
             min_silence_duration_ms=int(s.vad_min_silence_s * 1000),
-            speech_pad_ms=int(s.vad_speech_pad_s * 1000))
+            speech_pad_ms=int(s.vad_speech_pad_s * 1000),
+        )
         model.reset_states()
         return [(int(t["start"]), int(t["end"])) for t in found]
 
@@ -73,5 +76,9 @@ class WindowPlanner:
     def plan(self, audio: np.ndarray, sample_rate: int = 16000) -> list[Window]:
         if self.detector is None:
             return plan_windows(audio.size, sample_rate, self.settings.window_s)
-        return plan_speech_windows(self.detector.speech_spans(audio), sample_rate,
-                                   window_s=self.settings.window_s, max_gap_s=self.settings.vad_max_gap_s)
+        return plan_speech_windows(
+            self.detector.speech_spans(audio),
+            sample_rate,
+            window_s=self.settings.window_s,
+            max_gap_s=self.settings.vad_max_gap_s,
+        )

@@ -30,8 +30,14 @@ import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
-from pipeline.devices import (cap_cuda_memory, dtype_name, memory_fraction, memory_in_use_bytes,
-                              resolve_device, resolve_dtype)
+from pipeline.devices import (
+    cap_cuda_memory,
+    dtype_name,
+    memory_fraction,
+    memory_in_use_bytes,
+    resolve_device,
+    resolve_dtype,
+)
 from pipeline.errors import InvalidParameter
 from pipeline.schemas import ModelInfo, Segment, Task, WindowTranscript, Word
 from pipeline.settings import AsrSettings
@@ -59,7 +65,9 @@ def normalize_language(language: str | None) -> str | None:
         return TO_LANGUAGE_CODE[key]
     raise InvalidParameter(
         f"Unknown language {language!r}. Give an ISO-639-1 code Whisper knows (e.g. 'en', 'de') "
-        "or leave it out to detect the language.", param="language")
+        "or leave it out to detect the language.",
+        param="language",
+    )
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,8 @@ class WhisperTranscriber:
         path = resolve_model_path(settings.model, "whisper")
         self.device = resolve_device(settings.device)
         self.gpu_memory_fraction = cap_cuda_memory(
-            self.device, memory_fraction(gpu_share, settings.gpu_memory_fraction))
+            self.device, memory_fraction(gpu_share, settings.gpu_memory_fraction)
+        )
         self.dtype = resolve_dtype(settings.dtype, self.device, torch.float16)
         self.processor = WhisperProcessor.from_pretrained(path)
         self.model = WhisperForConditionalGeneration.from_pretrained(path, dtype=self.dtype)
@@ -117,25 +126,39 @@ class WhisperTranscriber:
         self.prev_token_id = self.tokenizer.convert_tokens_to_ids("<|startofprev|>")
         # large-v3 calls it <|nospeech|>, earlier checkpoints <|nocaptions|>.
         self.no_speech_token_id = next(
-            tid for tid in map(self.tokenizer.convert_tokens_to_ids, ["<|nospeech|>", "<|nocaptions|>"])
-            if tid is not None and tid != self.tokenizer.unk_token_id)
-        self._id_to_language = {tid: tok.strip("<|>") for tok, tid in
-                                self.generation_config.lang_to_id.items()}
+            tid
+            for tid in map(self.tokenizer.convert_tokens_to_ids, ["<|nospeech|>", "<|nocaptions|>"])
+            if tid is not None and tid != self.tokenizer.unk_token_id
+        )
+        self._id_to_language = {
+            tid: tok.strip("<|>") for tok, tid in self.generation_config.lang_to_id.items()
+        }
         self.load_s = time.perf_counter() - started
-        log.info("loaded whisper %s on %s/%s in %.2fs", settings.model, self.device,
-                 dtype_name(self.dtype), self.load_s)
+        log.info(
+            "loaded whisper %s on %s/%s in %.2fs",
+            settings.model,
+            self.device,
+            dtype_name(self.dtype),
+            self.load_s,
+        )
 
     def info(self) -> ModelInfo:
-        return ModelInfo(stage="asr", model=self.settings.model, backend="transformers",
-                         device=self.device.type, dtype=dtype_name(self.dtype), load_s=self.load_s,
-                         memory_bytes=memory_in_use_bytes(self.device),
-                         gpu_memory_fraction=self.gpu_memory_fraction)
+        return ModelInfo(
+            stage="asr",
+            model=self.settings.model,
+            backend="transformers",
+            device=self.device.type,
+            dtype=dtype_name(self.dtype),
+            load_s=self.load_s,
+            memory_bytes=memory_in_use_bytes(self.device),
+            gpu_memory_fraction=self.gpu_memory_fraction,
+        )
 
     def _features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel features (padded to 30 s) and the mask of frames that hold audio."""
         inputs = self.processor.feature_extractor(
-            list(audios), sampling_rate=self.sample_rate, return_tensors="pt",
-            return_attention_mask=True)
+            list(audios), sampling_rate=self.sample_rate, return_tensors="pt", return_attention_mask=True
+        )
         return inputs.input_features.to(self.device, self.dtype), inputs.attention_mask
 
     def _encode(self, audios: Sequence[np.ndarray]):
@@ -153,8 +176,14 @@ class WhisperTranscriber:
         return [self._id_to_language[int(i)] for i in ids]
 
     @torch.inference_mode()
-    def transcribe(self, windows: Sequence[WindowAudio], *, language: str | Sequence[str | None] | None,
-                   task: Task = "transcribe", options: DecodeOptions | None = None) -> list[WindowTranscript]:
+    def transcribe(
+        self,
+        windows: Sequence[WindowAudio],
+        *,
+        language: str | Sequence[str | None] | None,
+        task: Task = "transcribe",
+        options: DecodeOptions | None = None,
+    ) -> list[WindowTranscript]:
         """Transcribe windows in one batched ``generate`` call.
 
         ``language`` is one code for all windows, one per window, or ``None`` to detect it per
@@ -166,8 +195,9 @@ class WhisperTranscriber:
         if not windows:
             return []
         encoded, mask = self._encode([w.audio for w in windows])
-        languages = ([language] * len(windows) if language is None or isinstance(language, str)
-                     else list(language))
+        languages = (
+            [language] * len(windows) if language is None or isinstance(language, str) else list(language)
+        )
         missing = [i for i, lang in enumerate(languages) if lang is None]
         if missing:
             subset = type(encoded)(last_hidden_state=encoded.last_hidden_state[missing])
@@ -190,11 +220,21 @@ class WhisperTranscriber:
         prefix_len = (0 if prompt_ids is None else len(prompt_ids)) + 3  # <|sot|><|lang|><|task|>
         scores = self._score(encoded, output["sequences"], prefix_len)
         results = []
-        for raw, w, lang, (avg_logprob, no_speech_prob) in zip(output["segments"], windows, languages, scores):
+        for raw, w, lang, (avg_logprob, no_speech_prob) in zip(
+            output["segments"], windows, languages, scores
+        ):
             segments = self._segments(raw, w, options)
             ratio = round(compression_ratio("".join(s.text for s in segments)), 4)
-            segments = [s.model_copy(update={"avg_logprob": avg_logprob, "no_speech_prob": no_speech_prob,
-                                             "compression_ratio": ratio}) for s in segments]
+            segments = [
+                s.model_copy(
+                    update={
+                        "avg_logprob": avg_logprob,
+                        "no_speech_prob": no_speech_prob,
+                        "compression_ratio": ratio,
+                    }
+                )
+                for s in segments
+            ]
             results.append(WindowTranscript(window=w.index, language=lang, segments=segments))
         return results
 
@@ -208,8 +248,9 @@ class WhisperTranscriber:
             return None
         # The prompt is plain text: "<|endoftext|>" in it is spelled out, not a control token
         # (transformers' get_prompt_ids refuses such text instead).
-        ids = self.tokenizer(" " + prompt.strip(), add_special_tokens=False,
-                             split_special_tokens=True).input_ids[-room:]
+        ids = self.tokenizer(
+            " " + prompt.strip(), add_special_tokens=False, split_special_tokens=True
+        ).input_ids[-room:]
         return torch.tensor([self.prev_token_id, *ids], device=self.device)
 
     def _score(self, encoded, sequences: torch.Tensor, prefix_len: int) -> list[tuple[float, float]]:
@@ -231,11 +272,13 @@ class WhisperTranscriber:
             ends = (generated == self.eos_token_id).nonzero()
             n = int(ends[0]) if len(ends) else generated.numel()
             counted = min(n + 1, generated.numel())  # the generated tokens and the end-of-text
-            total = token_logprobs[row, prefix_len - 1:prefix_len - 1 + counted].sum()
+            total = token_logprobs[row, prefix_len - 1 : prefix_len - 1 + counted].sum()
             results.append((round(float(total) / (n + 1), 4), round(float(no_speech[row]), 4)))
         return results
 
-    def _segments(self, raw_segments: list[dict], window: WindowAudio, options: DecodeOptions) -> list[Segment]:
+    def _segments(
+        self, raw_segments: list[dict], window: WindowAudio, options: DecodeOptions
+    ) -> list[Segment]:
         duration = window.audio.shape[-1] / self.sample_rate
         segments: list[Segment] = []
         for raw in raw_segments:
@@ -248,16 +291,29 @@ class WhisperTranscriber:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             if not text.strip():
                 continue
-            words = (self._words(all_tokens, raw["token_timestamps"].tolist(), start, end, window.offset_s)
-                     if options.word_timestamps else [])
-            segments.append(Segment(id=len(segments), seek=round(window.offset_s * 100),
-                                    start=round(window.offset_s + start, 3),
-                                    end=round(window.offset_s + end, 3), text=text, tokens=tokens,
-                                    temperature=options.temperature, words=words, window=window.index))
+            words = (
+                self._words(all_tokens, raw["token_timestamps"].tolist(), start, end, window.offset_s)
+                if options.word_timestamps
+                else []
+            )
+            segments.append(
+                Segment(
+                    id=len(segments),
+                    seek=round(window.offset_s * 100),
+                    start=round(window.offset_s + start, 3),
+                    end=round(window.offset_s + end, 3),
+                    text=text,
+                    tokens=tokens,
+                    temperature=options.temperature,
+                    words=words,
+                    window=window.index,
+                )
+            )
         return segments
 
-    def _words(self, tokens: list[int], times: list[float], start: float, end: float,
-               offset: float) -> list[Word]:
+    def _words(
+        self, tokens: list[int], times: list[float], start: float, end: float, offset: float
+    ) -> list[Word]:
         """Group text tokens into words (a word starts at a token that begins with a space) and
         time each from its first token to the token after its last, within the segment."""
         groups: list[list[int]] = []  # positions in `tokens`

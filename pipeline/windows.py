@@ -36,7 +36,7 @@ class Window:
 
     def cut(self, audio: np.ndarray) -> np.ndarray:
         """This window's samples, as a contiguous array of its own."""
-        return np.ascontiguousarray(audio[self.start:self.end])
+        return np.ascontiguousarray(audio[self.start : self.end])
 
 
 def plan_windows(num_samples: int, sample_rate: int, window_s: float = 30.0) -> list[Window]:
@@ -49,8 +49,9 @@ def plan_windows(num_samples: int, sample_rate: int, window_s: float = 30.0) -> 
     return [Window(i, bounds[i], bounds[i + 1], sample_rate) for i in range(count)]
 
 
-def plan_speech_windows(spans: list[tuple[int, int]], sample_rate: int, window_s: float = 30.0,
-                        max_gap_s: float = 2.0) -> list[Window]:
+def plan_speech_windows(
+    spans: list[tuple[int, int]], sample_rate: int, window_s: float = 30.0, max_gap_s: float = 2.0
+) -> list[Window]:
     """Merge stretches of speech (sample offsets, in order) into windows of at most ``window_s``.
 
     Consecutive stretches share a window while the window stays within ``window_s`` and the

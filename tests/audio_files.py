@@ -25,7 +25,9 @@ def tone(seconds: float, sample_rate: int = 16000, freq: float = 220.0) -> np.nd
     return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def encode(audio: np.ndarray, sample_rate: int, fmt: str, channels: int = 1, rate: int | None = None) -> bytes:
+def encode(
+    audio: np.ndarray, sample_rate: int, fmt: str, channels: int = 1, rate: int | None = None
+) -> bytes:
     """Encode mono float32 ``audio`` (at ``sample_rate``) into container ``fmt``, at the format's
     usual rate unless ``rate`` is given."""
     codec, usual = FORMATS[fmt]
@@ -40,8 +42,9 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str, channels: int = 1, rat
         data = np.tile(audio, (channels, 1)) if channels > 1 else audio[None, :]
         step = 4096
         for i in range(0, data.shape[1], step):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, i:i + step]), format="fltp",
-                                               layout=layout)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(data[:, i : i + step]), format="fltp", layout=layout
+            )
             frame.sample_rate = rate
             frame.pts = i
             frame.time_base = Fraction(1, rate)
@@ -106,8 +109,12 @@ def espeak(text: str, voice: str = "en-us", words_per_minute: int = 160) -> np.n
 
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed: apt-get install espeak-ng (see .ci/run)")
-    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "--stdout", text],
-                         check=True, capture_output=True, timeout=60).stdout
+    wav = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "--stdout", text],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
     return decode_audio(wav, max_duration_s=120)
 
 

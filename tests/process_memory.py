@@ -16,8 +16,11 @@ import psutil
 def replica_pid(deployment: str, app: str = "speechgraph") -> int:
     """The process id of the (first) replica of ``deployment``."""
     marker = f"ServeReplica:{app}:{deployment}"
-    return next(p.pid for p in psutil.process_iter(["cmdline"])
-                if any(marker in part for part in p.info["cmdline"] or []))
+    return next(
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any(marker in part for part in p.info["cmdline"] or [])
+    )
 
 
 def read_memory(status: Path) -> tuple[int, int]:
@@ -42,8 +45,9 @@ def release_freed_memory(deployment: str, app: str = "speechgraph") -> None:
 
     import ray
 
-    actor = next(a for a in ray.util.list_named_actors(all_namespaces=True)
-                 if f"{app}#{deployment}#" in a["name"])
+    actor = next(
+        a for a in ray.util.list_named_actors(all_namespaces=True) if f"{app}#{deployment}#" in a["name"]
+    )
     handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
     ray.get(handle.__ray_call__.remote(lambda replica: ctypes.CDLL("libc.so.6").malloc_trim(0)), timeout=30)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from audio_files import FORMATS, encode, tone, video_only_mp4
 from conftest import SHARED_AUDIO, clips
+
 from pipeline.audio import (
     SAMPLE_RATE,
     AudioTooLong,
@@ -39,12 +39,13 @@ def test_stereo_is_averaged_not_summed():
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_each_container_decodes(fmt):
     source = tone(3.0, freq=440.0)
-    audio = decode_audio(encode(source, SAMPLE_RATE, fmt, channels=2 if fmt == "flac" else 1),
-                         max_duration_s=60)
+    audio = decode_audio(
+        encode(source, SAMPLE_RATE, fmt, channels=2 if fmt == "flac" else 1), max_duration_s=60
+    )
     assert audio.dtype == np.float32
     assert abs(audio.size / SAMPLE_RATE - 3.0) < 0.05
     # Lossy codecs keep the tone's energy: RMS of a 0.3-amplitude sine is ~0.21.
-    assert np.sqrt(np.mean(audio ** 2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.15)
+    assert np.sqrt(np.mean(audio**2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.15)
 
 
 def test_empty_input():
@@ -108,7 +109,9 @@ def test_a_two_hour_file_is_held_once_while_decoding():
     finally:
         tracemalloc.stop()
     assert decoded.size == 2 * 3600 * 16000
-    assert peak < 1.05 * decoded.nbytes, f"peak {peak / 2**20:.0f} MiB for {decoded.nbytes / 2**20:.0f} MiB decoded"
+    assert peak < 1.05 * decoded.nbytes, (
+        f"peak {peak / 2**20:.0f} MiB for {decoded.nbytes / 2**20:.0f} MiB decoded"
+    )
 
 
 def test_a_file_without_declared_duration_decodes_whole():
@@ -116,4 +119,4 @@ def test_a_file_without_declared_duration_decodes_whole():
     audio = tone(150.0)
     decoded = decode_audio(encode(audio, 16000, "webm"), max_duration_s=600)
     assert decoded.size == pytest.approx(audio.size, abs=16000 * 0.05)
-    assert np.abs(decoded[16000 * 120:16000 * 121]).max() > 0.1, "the tone is there after the first growth"
+    assert np.abs(decoded[16000 * 120 : 16000 * 121]).max() > 0.1, "the tone is there after the first growth"

@@ -10,10 +10,9 @@ import time
 
 import pytest
 import yaml
-from ray import serve
-
 from audio_files import encode, speech_and_silence
 from conftest import ROOT, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, serving
+from ray import serve
 from traffic import Traffic
 
 
@@ -54,14 +53,17 @@ def test_asr_scales_up_under_load_and_back_down_after(autoscaling_graph):
     # Three windows per file, six clients: up to 18 windows in flight for a target of 2 a replica.
     audio = encode(speech_and_silence("jfk", 3.0, "jfk", "jfk", 40.0, "jfk"), 16000, "flac")
     try:
-        with Traffic(autoscaling_graph, ("long.flac", audio), {"punctuate": "false", "summarize": "false"},
-                     clients=6) as load:
+        with Traffic(
+            autoscaling_graph, ("long.flac", audio), {"punctuate": "false", "summarize": "false"}, clients=6
+        ) as load:
             load.wait_for(lambda _: sampler.latest() > 1, 150, "ASR scaled above one replica under load")
             scaled_up = time.monotonic()
         idle = time.monotonic()
         deadline = idle + 120
         while sampler.latest() != 1:
-            assert time.monotonic() < deadline, f"ASR still at {sampler.latest()} replicas 120 s after the load"
+            assert time.monotonic() < deadline, (
+                f"ASR still at {sampler.latest()} replicas 120 s after the load"
+            )
             time.sleep(1)
         back_down = time.monotonic()
     finally:
@@ -72,5 +74,7 @@ def test_asr_scales_up_under_load_and_back_down_after(autoscaling_graph):
     peak = max(n for _, n in sampler.samples)
     assert 1 < peak <= 3, "scaled up, within max_replicas"
     started = sampler.samples[0][0]
-    print(f"ASR: 1 -> {peak} replicas, above 1 after {scaled_up - started:.0f} s of load, back to 1 "
-          f"{back_down - idle:.0f} s after it stopped; {load.counts()}")
+    print(
+        f"ASR: 1 -> {peak} replicas, above 1 after {scaled_up - started:.0f} s of load, back to 1 "
+        f"{back_down - idle:.0f} s after it stopped; {load.counts()}"
+    )

@@ -8,13 +8,17 @@ import sys
 
 import srt
 import webvtt
-
 from conftest import ROOT, SHARED_AUDIO
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", "transcribe", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "transcribe", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_transcribes_to_json_on_stdout_with_the_serve_config():
@@ -30,14 +34,24 @@ def test_transcribes_to_json_on_stdout_with_the_serve_config():
 def test_writes_srt_and_vtt_next_to_each_other(tmp_path):
     files = [str(SHARED_AUDIO / "jfk.wav"), str(SHARED_AUDIO / "librispeech-1995-1837-0001.wav")]
     for fmt in ("srt", "vtt", "json"):
-        out = run_cli(*files, "--config", "configs/tiny.yaml", "--no-punctuate", "--no-summarize",
-                      "--format", fmt, "--output-dir", str(tmp_path))
+        out = run_cli(
+            *files,
+            "--config",
+            "configs/tiny.yaml",
+            "--no-punctuate",
+            "--no-summarize",
+            "--format",
+            fmt,
+            "--output-dir",
+            str(tmp_path),
+        )
         assert out.returncode == 0, out.stderr
     for name in ("jfk", "librispeech-1995-1837-0001"):
         doc = json.loads((tmp_path / f"{name}.json").read_text())
         cues = list(srt.parse((tmp_path / f"{name}.srt").read_text()))
-        assert [(c.start.total_seconds(), c.end.total_seconds()) for c in cues] == \
-               [(s["start"], s["end"]) for s in doc["segments"]]
+        assert [(c.start.total_seconds(), c.end.total_seconds()) for c in cues] == [
+            (s["start"], s["end"]) for s in doc["segments"]
+        ]
         vtt = webvtt.read(str(tmp_path / f"{name}.vtt"))
         assert [c.text for c in vtt] == [s["text"].strip() for s in doc["segments"]]
 

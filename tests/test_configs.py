@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from conftest import ROOT, tiny_app_args
 from pydantic import ValidationError
 from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 from ray.serve.schema import ServeDeploySchema
 
-from conftest import ROOT, tiny_app_args
 from deployments.app import AppArgs, build_app
 from pipeline.settings import load_pipeline_settings
 
-CONFIGS = ["serve_config.yaml", "configs/cpu.yaml", "configs/tiny.yaml", "configs/cpu-cluster.yaml",
-           "configs/autoscaling-demo.yaml"]
+CONFIGS = [
+    "serve_config.yaml",
+    "configs/cpu.yaml",
+    "configs/tiny.yaml",
+    "configs/cpu-cluster.yaml",
+    "configs/autoscaling-demo.yaml",
+]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -48,14 +53,17 @@ def test_tiny_preset_needs_no_downloads():
     assert args.asr.model.startswith("tiny-random") and args.llm.model == "tiny-random"
 
 
-@pytest.mark.parametrize("path,bad", [
-    (("asr",), {"modle": "x"}),
-    (("deployments", "asr"), {"num_replica": 2}),
-    (("deployments", "asr", "autoscaling_config"), {"max_replica": 3}),
-    (("deployments", "postprocess", "ray_actor_options"), {"num_gpu": 0.5}),
-    (("llm",), {"backend": "onnx"}),
-    (("audio",), {"window_s": 45}),
-])
+@pytest.mark.parametrize(
+    "path,bad",
+    [
+        (("asr",), {"modle": "x"}),
+        (("deployments", "asr"), {"num_replica": 2}),
+        (("deployments", "asr", "autoscaling_config"), {"max_replica": 3}),
+        (("deployments", "postprocess", "ray_actor_options"), {"num_gpu": 0.5}),
+        (("llm",), {"backend": "onnx"}),
+        (("audio",), {"window_s": 45}),
+    ],
+)
 def test_bad_args_fail_at_deploy_time_naming_the_key(path, bad):
     args = tiny_app_args()
     node = args

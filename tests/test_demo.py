@@ -13,8 +13,9 @@ from conftest import ROOT
 
 def test_demo_serves_the_tiny_graph_and_prints_the_transcript():
     env = dict(os.environ, SPEECHGRAPH_SKIP_INSTALL="1", HF_HUB_OFFLINE="1")
-    out = subprocess.run(["bash", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        ["bash", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     doc = json.loads(out.stdout)
     assert doc["duration_s"] == 11.0

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 import requests
-
 from audio_files import encode, jfk
-from pipeline.client import sse_events
 from conftest import graph_args, serving
+
+from pipeline.client import sse_events
 
 
 def one_window_at_a_time() -> dict:
@@ -40,8 +40,13 @@ def long_speech() -> bytes:
 def test_a_client_that_goes_away_cancels_its_remaining_windows(graph_one_asr):
     url = graph_one_asr
     before = windows_transcribed(url)
-    with requests.post(f"{url}/v1/transcribe", files={"file": ("long.flac", long_speech())},
-                       data={"language": "en", "stream": "true"}, stream=True, timeout=300) as r:
+    with requests.post(
+        f"{url}/v1/transcribe",
+        files={"file": ("long.flac", long_speech())},
+        data={"language": "en", "stream": "true"},
+        stream=True,
+        timeout=300,
+    ) as r:
         assert r.status_code == 200, r.text
         total = next(body["windows_total"] for event, body in sse_events(r) if event == "progress")
     assert total >= 20, "the file has many windows"
@@ -53,8 +58,12 @@ def test_a_client_that_goes_away_cancels_its_remaining_windows(graph_one_asr):
     after = windows_transcribed(url)
     assert after == settled, "no windows of the abandoned request ran after it was cancelled"
     assert after - before < total / 2, f"{after - before} of {total} windows ran for a client that left"
-    r = requests.post(f"{url}/v1/transcribe", files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
-                      data={"language": "en"}, timeout=120)
+    r = requests.post(
+        f"{url}/v1/transcribe",
+        files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
+        data={"language": "en"},
+        timeout=120,
+    )
     assert r.status_code == 200 and r.json()["segments"], "the service goes on answering"
 
 
@@ -67,8 +76,13 @@ def test_an_asr_replica_that_dies_mid_request_loses_no_work(graph_one_asr):
     import ray
 
     url = graph_one_asr
-    with requests.post(f"{url}/v1/transcribe", files={"file": ("long.flac", long_speech())},
-                       data={"language": "en", "stream": "true"}, stream=True, timeout=300) as r:
+    with requests.post(
+        f"{url}/v1/transcribe",
+        files={"file": ("long.flac", long_speech())},
+        data={"language": "en", "stream": "true"},
+        stream=True,
+        timeout=300,
+    ) as r:
         assert r.status_code == 200, r.text
         events = sse_events(r)
         for event, _ in events:
@@ -86,8 +100,12 @@ def test_an_asr_replica_that_dies_mid_request_loses_no_work(graph_one_asr):
         assert len(by_replica) == 2 and killed["name"].rsplit("#", 1)[1] in by_replica, by_replica
     deadline = time.monotonic() + 180
     while True:
-        r = requests.post(f"{url}/v1/transcribe", files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
-                          data={"language": "en"}, timeout=120)
+        r = requests.post(
+            f"{url}/v1/transcribe",
+            files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
+            data={"language": "en"},
+            timeout=120,
+        )
         if r.status_code == 200:
             break
         assert r.status_code == 503 and r.json()["error"]["code"] == "stage_unavailable", r.text[:300]

@@ -13,11 +13,9 @@ import time
 import pytest
 import ray
 import requests
-
 from audio_files import encode, jfk
 from conftest import graph_args, serving
 from traffic import Traffic
-
 
 OVERLOAD_CLIENTS = 200
 QUEUED = {"preprocess": 4, "asr": 16, "postprocess": 2}
@@ -64,8 +62,11 @@ def run_with_a_kill(url: str, stage: str) -> Traffic:
             assert time.monotonic() < deadline, f"no replica replaced {killed}"
             time.sleep(0.5)
         replaced_at = time.monotonic()
-        load.wait_for(lambda out: sum(o.status == 200 and o.started > replaced_at + 2 for o in out) >= 3, 120,
-                      "3 answers after the replacement started")
+        load.wait_for(
+            lambda out: sum(o.status == 200 and o.started > replaced_at + 2 for o in out) >= 3,
+            120,
+            "3 answers after the replacement started",
+        )
     assert not load.hanging(), "a request is still waiting"
     assert killed not in replicas(stage)
     in_flight = [o for o in load.outcomes if o.started < killed_at < o.started + o.seconds]
@@ -123,8 +124,12 @@ def test_a_saturated_llm_degrades_to_raw_transcripts(graph_for_faults):
     pid = replica_pid("postprocess")
 
     def one(_) -> tuple[int, dict]:
-        r = requests.post(f"{graph_for_faults}/v1/transcribe", files={"file": ("jfk.flac", data)},
-                          data={"language": "en", "summarize": "true"}, timeout=180)
+        r = requests.post(
+            f"{graph_for_faults}/v1/transcribe",
+            files={"file": ("jfk.flac", data)},
+            data={"language": "en", "summarize": "true"},
+            timeout=180,
+        )
         return r.status_code, r.json()
 
     os.kill(pid, signal.SIGSTOP)
@@ -152,12 +157,18 @@ def test_a_saturated_llm_degrades_to_raw_transcripts(graph_for_faults):
 
 
 def test_the_service_is_whole_after_the_faults(graph_for_faults):
-    r = requests.post(f"{graph_for_faults}/v1/transcribe", files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
-                      data={"summarize": "true"}, timeout=120)
+    r = requests.post(
+        f"{graph_for_faults}/v1/transcribe",
+        files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
+        data={"summarize": "true"},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["punctuation"].get("fallback") != "llm_unavailable"
     ready = requests.get(f"{graph_for_faults}/readyz", timeout=30)
-    assert ready.status_code == 200 and all(s["running_replicas"] >= 1 for s in ready.json()["stages"].values())
+    assert ready.status_code == 200 and all(
+        s["running_replicas"] >= 1 for s in ready.json()["stages"].values()
+    )
 
 
 def test_overload_is_refused_clearly_and_the_service_answers_right_after(graph_for_faults):
@@ -171,8 +182,12 @@ def test_overload_is_refused_clearly_and_the_service_answers_right_after(graph_f
     def one(_) -> tuple[int | str, dict | None, str | None, float]:
         started = time.monotonic()
         try:
-            r = requests.post(f"{graph_for_faults}/v1/transcribe", files={"file": ("jfk.flac", data)},
-                              data={"summarize": "false"}, timeout=timeout_s)
+            r = requests.post(
+                f"{graph_for_faults}/v1/transcribe",
+                files={"file": ("jfk.flac", data)},
+                data={"summarize": "false"},
+                timeout=timeout_s,
+            )
         except requests.RequestException as exc:
             return type(exc).__name__, None, None, time.monotonic() - started
         return r.status_code, r.json(), r.headers.get("retry-after"), time.monotonic() - started
@@ -187,6 +202,8 @@ def test_overload_is_refused_clearly_and_the_service_answers_right_after(graph_f
         assert seconds < timeout_s
         if status == 503:
             assert body["error"]["code"] == "overloaded" and int(retry_after) >= 1, body
-    print(f"overload: {OVERLOAD_CLIENTS} at once: {statuses.count(200)} answered, {statuses.count(503)} refused (503)")
+    print(
+        f"overload: {OVERLOAD_CLIENTS} at once: {statuses.count(200)} answered, {statuses.count(503)} refused (503)"
+    )
     r = requests.post(f"{graph_for_faults}/v1/transcribe", files={"file": ("jfk.flac", data)}, timeout=60)
     assert r.status_code == 200, r.text

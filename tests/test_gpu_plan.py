@@ -8,11 +8,11 @@ import copy
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 
-from conftest import ROOT
 from deployments.app import AppArgs, build_app
 from deployments.gpu_plan import GpuPlanError, NodeShape, StageGpu, describe_plan, gpu_stages, main, pack
 from pipeline.devices import cap_cuda_memory, memory_fraction

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import ray
 import requests
+from audio_files import encode, speech_and_silence, video_only_mp4
+from conftest import SHARED_AUDIO, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, clips, tiny_settings
 from ray import serve
 
-from audio_files import encode, speech_and_silence, video_only_mp4
 from pipeline.client import sse_events
-from conftest import SHARED_AUDIO, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, clips, tiny_settings
 
 pytestmark = pytest.mark.usefixtures("graph")
 
@@ -78,8 +78,13 @@ def test_silence_gives_no_segments_without_whisper(graph):
 def test_stream_sends_progress_and_segments_before_the_same_document(graph):
     data = encode(speech_and_silence("jfk", 3.0, "jfk", 3.0, "jfk"), 16000, "flac")  # 3 windows
     fields = dict(language="en", punctuate="false", summarize="true")
-    with requests.post(f"{graph}/v1/transcribe", files={"file": ("three.flac", data)},
-                       data={**fields, "stream": "true"}, stream=True, timeout=120) as r:
+    with requests.post(
+        f"{graph}/v1/transcribe",
+        files={"file": ("three.flac", data)},
+        data={**fields, "stream": "true"},
+        stream=True,
+        timeout=120,
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = list(sse_events(r))
     names = [name for name, _ in events]
@@ -90,14 +95,16 @@ def test_stream_sends_progress_and_segments_before_the_same_document(graph):
     assert progress[-1]["audio_seconds_done"] == pytest.approx(progress[-1]["audio_seconds_total"])
     streamed = events[-1][1]
     timings = streamed["timings"]
-    assert timings["asr_s"] > 0.05 and timings["preprocess_s"] + timings["asr_s"] <= timings["total_s"], \
+    assert timings["asr_s"] > 0.05 and timings["preprocess_s"] + timings["asr_s"] <= timings["total_s"], (
         "the streamed document times its stages as the plain one does"
+    )
     assert [body for name, body in events if name == "segment"] == streamed["segments"]
     assert names.index("segment") < names.index("document")
     plain = post(graph, data, "three.flac", **fields).json()
     ignore = {"timings", "real_time_factor", "request_id"}
-    assert {k: v for k, v in streamed.items() if k not in ignore} == \
-           {k: v for k, v in plain.items() if k not in ignore}
+    assert {k: v for k, v in streamed.items() if k not in ignore} == {
+        k: v for k, v in plain.items() if k not in ignore
+    }
 
 
 def test_language_and_task_are_honoured(graph):
@@ -116,12 +123,18 @@ def _bad_inputs():
         ("not audio", b"this is a text file, not audio\n" * 50, 415, "unsupported_media"),
         ("no audio stream", video_only_mp4(), 415, "no_audio_stream"),
         ("too long", too_long, 413, "audio_too_long"),
-        ("too large", np.random.default_rng(0).bytes(TEST_MAX_UPLOAD_MB * 1024 * 1024 + 10), 413,
-         "file_too_large"),
+        (
+            "too large",
+            np.random.default_rng(0).bytes(TEST_MAX_UPLOAD_MB * 1024 * 1024 + 10),
+            413,
+            "file_too_large",
+        ),
     ]
 
 
-@pytest.mark.parametrize("name,data,status,code", _bad_inputs(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name,data,status,code", _bad_inputs(), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_bad_input_gets_its_4xx_then_a_good_request_succeeds(graph, name, data, status, code):
     r = post(graph, data)
     assert r.status_code == status, r.text
@@ -147,14 +160,20 @@ def test_chunked_upload_over_the_limit_is_refused(graph):
     boundary = "speechgraphboundary"
 
     def body():  # a generator body is sent chunked, with no Content-Length
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
-               "Content-Type: application/octet-stream\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         for _ in range(limit // len(chunk) + 8):
             yield chunk
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    r = requests.post(f"{graph}/v1/transcribe", data=body(), timeout=60,
-                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    r = requests.post(
+        f"{graph}/v1/transcribe",
+        data=body(),
+        timeout=60,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "file_too_large"
 
@@ -189,8 +208,10 @@ def test_driver_receives_object_refs_not_audio(graph):
     handle = serve.get_deployment_handle("preprocess", app_name="speechgraph")
     data = (SHARED_AUDIO / "jfk.flac").read_bytes()
     step = 64 * 1024  # the upload goes in as object-store chunks, which the stage joins in order
-    upload = Upload(chunks=[ray.put(np.frombuffer(data[i:i + step], np.uint8)) for i in range(0, len(data), step)],
-                    size=len(data))
+    upload = Upload(
+        chunks=[ray.put(np.frombuffer(data[i : i + step], np.uint8)) for i in range(0, len(data), step)],
+        size=len(data),
+    )
     assert len(upload.chunks) > 2
     plan = handle.remote(upload).result(timeout_s=60)
     assert plan.refs and all(isinstance(ref, ray.ObjectRef) for ref in plan.refs)
@@ -212,24 +233,42 @@ def test_in_process_runner_gives_the_same_segments(graph):
         remote = r.json()
         assert remote["language"] == local.language
         assert remote["duration_s"] == pytest.approx(local.duration_s)
-        assert [(s["start"], s["end"], s["text"], s["tokens"]) for s in remote["segments"]] == \
-               [(s.start, s.end, s.text, s.tokens) for s in local.segments]
+        assert [(s["start"], s["end"], s["text"], s["tokens"]) for s in remote["segments"]] == [
+            (s.start, s.end, s.text, s.tokens) for s in local.segments
+        ]
         assert remote["punctuation"] == local.punctuation.model_dump()
 
 
 def test_openapi_describes_the_routes_and_form_fields(graph):
     schema = requests.get(f"{graph}/openapi.json", timeout=30).json()
-    assert {"/v1/transcribe", "/healthz", "/readyz", "/v1/models", "/v1/models/{model_id}", "/v1/stages",
-            "/v1/audio/transcriptions", "/v1/audio/translations"} <= set(schema["paths"])
+    assert {
+        "/v1/transcribe",
+        "/healthz",
+        "/readyz",
+        "/v1/models",
+        "/v1/models/{model_id}",
+        "/v1/stages",
+        "/v1/audio/transcriptions",
+        "/v1/audio/translations",
+    } <= set(schema["paths"])
     assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert schema["paths"]["/v1/audio/transcriptions"]["post"]["security"] == [{}, {"apiKey": []}]
     assert "security" not in schema["paths"]["/healthz"]["get"], "probes need no key"
     assert "security" not in schema["paths"]["/readyz"]["get"]
     openai_body = schema["paths"]["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]
     ref = openai_body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
-    assert {"file", "model", "language", "prompt", "response_format", "temperature",
-            "timestamp_granularities[]", "stream", "punctuate", "summarize"} <= \
-        set(schema["components"]["schemas"][ref]["properties"])
+    assert {
+        "file",
+        "model",
+        "language",
+        "prompt",
+        "response_format",
+        "temperature",
+        "timestamp_granularities[]",
+        "stream",
+        "punctuate",
+        "summarize",
+    } <= set(schema["components"]["schemas"][ref]["properties"])
     body = schema["paths"]["/v1/transcribe"]["post"]["requestBody"]["content"]["multipart/form-data"]
     ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
     fields = schema["components"]["schemas"][ref]["properties"]
@@ -242,16 +281,19 @@ def test_client_command_writes_formats_next_to_each_file_with_progress(graph, tm
     import sys
 
     import srt
-
     from conftest import ROOT
 
     long = tmp_path / "two windows.flac"
     long.write_bytes(encode(speech_and_silence("jfk", 3.0, "jfk"), 16000, "flac"))
     bad = tmp_path / "notes.txt"
     bad.write_text("not audio")
-    done = subprocess.run([sys.executable, "-m", "pipeline", "client", str(long), str(bad),
-                           "--url", graph, "--no-summarize"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "client", str(long), str(bad), "--url", graph, "--no-summarize"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1, "one file failed"
     assert "error: " in done.stderr and "notes.txt" in done.stderr and "HTTP 415" in done.stderr
     assert "2/2" in done.stderr, "the progress bar counted both windows"
@@ -268,8 +310,14 @@ def test_concurrent_requests_are_batched_together(graph):
 
     data = encode(speech_and_silence("jfk", 3.0, "jfk", 3.0, "jfk"), 16000, "flac")  # 3 windows each
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: post(graph, data, "three.flac", language="en", punctuate="false",
-                                               summarize="false"), range(8)))
+        answers = list(
+            pool.map(
+                lambda _: post(
+                    graph, data, "three.flac", language="en", punctuate="false", summarize="false"
+                ),
+                range(8),
+            )
+        )
     assert all(r.status_code == 200 for r in answers)
     largest = [r.json()["timings"]["asr_largest_batch"] for r in answers]
     assert all(n >= 1 for n in largest) and max(largest) > 1, largest
@@ -283,8 +331,23 @@ def test_load_tool_reports_a_bounded_run_against_the_openai_route(graph):
 
     from conftest import ROOT
 
-    command = [sys.executable, "-m", "bench.load", "--url", graph, "--audio", str(SHARED_AUDIO / "jfk.flac"),
-               "--concurrency", "2", "--duration", "60", "--requests", "5", "--field", "language=en"]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.load",
+        "--url",
+        graph,
+        "--audio",
+        str(SHARED_AUDIO / "jfk.flac"),
+        "--concurrency",
+        "2",
+        "--duration",
+        "60",
+        "--requests",
+        "5",
+        "--field",
+        "language=en",
+    ]
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     table = dict(line.split("  ", 1) for line in out.stdout.splitlines()[1:])
@@ -292,6 +355,11 @@ def test_load_tool_reports_a_bounded_run_against_the_openai_route(graph):
     assert table["not answered"].strip() == "none"
     assert float(table["audio seconds/s"].split()[0]) > 0
     assert "sent 5  ok 5" in out.stderr, "the live progress line"
-    wrong = subprocess.run(command[:-6] + ["--requests", "2", "--endpoint", "/v1/nowhere"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
+    wrong = subprocess.run(
+        command[:-6] + ["--requests", "2", "--endpoint", "/v1/nowhere"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert wrong.returncode == 1 and "404: 2" in wrong.stdout

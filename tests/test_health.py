@@ -14,7 +14,6 @@ import time
 
 import pytest
 import requests
-
 from audio_files import encode, jfk
 from conftest import graph_args, serving
 
@@ -35,8 +34,11 @@ def asr_replicas() -> dict[str, dict]:
     """Replica id -> named-actor entry of each ASR replica alive now."""
     import ray
 
-    return {a["name"].rsplit("#", 1)[1]: a for a in ray.util.list_named_actors(all_namespaces=True)
-            if "#asr#" in a["name"]}
+    return {
+        a["name"].rsplit("#", 1)[1]: a
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if "#asr#" in a["name"]
+    }
 
 
 def pid_of(actor: dict) -> int:
@@ -60,8 +62,12 @@ def statuses_until_replaced(url: str, gone: str) -> list[int]:
 
     def keep_asking() -> None:
         while not stop.is_set():
-            r = requests.post(f"{url}/v1/transcribe", files={"file": ("jfk.flac", clip)},
-                              data={"language": "en", "summarize": "false", "punctuate": "false"}, timeout=180)
+            r = requests.post(
+                f"{url}/v1/transcribe",
+                files={"file": ("jfk.flac", clip)},
+                data={"language": "en", "summarize": "false", "punctuate": "false"},
+                timeout=180,
+            )
             statuses.append(r.status_code)
 
     caller = threading.Thread(target=keep_asking)
@@ -92,8 +98,12 @@ def test_a_frozen_asr_replica_is_replaced_while_the_service_keeps_answering(grap
         except ProcessLookupError:
             pass  # Serve has killed it
     assert statuses and all(s == 200 for s in statuses), statuses
-    after = requests.post(f"{url}/v1/transcribe", files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
-                          data={"language": "en"}, timeout=120)
+    after = requests.post(
+        f"{url}/v1/transcribe",
+        files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
+        data={"language": "en"},
+        timeout=120,
+    )
     assert after.status_code == 200
 
 
@@ -107,7 +117,9 @@ def test_an_asr_replica_whose_model_wedges_is_replaced_by_its_health_check(graph
     wedged, actor = next(iter(asr_replicas().items()))
     handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
     deadline = time.monotonic() + 120  # a replica the test before replaced may still be loading
-    while not ray.get(handle.__ray_call__.remote(lambda r: r._replica_impl._user_callable_initialized), timeout=30):
+    while not ray.get(
+        handle.__ray_call__.remote(lambda r: r._replica_impl._user_callable_initialized), timeout=30
+    ):
         assert time.monotonic() < deadline, "the replica never finished starting"
         time.sleep(1)
 

@@ -18,10 +18,10 @@ import kubernetes_validate
 import pytest
 import ray
 import yaml
+from conftest import ROOT
 from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 from ray.serve.schema import ServeDeploySchema
 
-from conftest import ROOT
 from deployments.rayservice import EMBEDDINGS, embed, ray_groups, render, resource_problems
 
 K8S = ROOT / "k8s"
@@ -42,8 +42,11 @@ def strict(schema):
     if not isinstance(schema, dict):
         return schema
     schema = {k: strict(v) for k, v in schema.items()}
-    if ("properties" in schema and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
         schema["additionalProperties"] = False
     return schema
 
@@ -61,7 +64,10 @@ def schema_errors(obj: dict) -> list[str]:
     """Why ``obj`` is not a valid object of its kind (empty when it is)."""
     key = (obj["apiVersion"], obj["kind"])
     if key in CRDS:
-        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in crd_validator(*key).iter_errors(obj)]
+        return [
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in crd_validator(*key).iter_errors(obj)
+        ]
     try:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     except kubernetes_validate.ValidationError as exc:
@@ -81,7 +87,11 @@ def manifest_objects() -> list[tuple[str, dict]]:
     objects = []
     for path in sorted(K8S.rglob("*.yaml")):
         for obj in yaml.safe_load_all(path.read_text()):
-            if isinstance(obj, dict) and "kind" in obj and not obj["apiVersion"].startswith("kustomize.config"):
+            if (
+                isinstance(obj, dict)
+                and "kind" in obj
+                and not obj["apiVersion"].startswith("kustomize.config")
+            ):
                 objects.append((str(path.relative_to(K8S)), obj))
     return objects
 
@@ -98,9 +108,13 @@ def cpu_rayservice() -> dict:
 
 def test_k8s_holds_the_objects_the_cluster_needs():
     kinds = sorted((obj["kind"], obj["metadata"]["name"]) for _, obj in manifest_objects())
-    assert kinds == [("PersistentVolumeClaim", "speechgraph-model-cache"),
-                     ("PodMonitor", "speechgraph-ray-head"), ("PodMonitor", "speechgraph-ray-workers"),
-                     ("PrometheusRule", "speechgraph"), ("RayService", "speechgraph")]
+    assert kinds == [
+        ("PersistentVolumeClaim", "speechgraph-model-cache"),
+        ("PodMonitor", "speechgraph-ray-head"),
+        ("PodMonitor", "speechgraph-ray-workers"),
+        ("PrometheusRule", "speechgraph"),
+        ("RayService", "speechgraph"),
+    ]
 
 
 @pytest.mark.parametrize("path,obj", manifest_objects(), ids=lambda v: v if isinstance(v, str) else v["kind"])
@@ -108,7 +122,12 @@ def test_every_object_validates_against_its_schema(path, obj):
     assert schema_errors(obj) == []
     if obj["kind"] == "RayService":  # the pod templates, strictly, as core PodTemplates
         for group, template in pod_templates(obj).items():
-            wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": group}, "template": template}
+            wrapped = {
+                "apiVersion": "v1",
+                "kind": "PodTemplate",
+                "metadata": {"name": group},
+                "template": template,
+            }
             assert schema_errors(wrapped) == [], group
 
 
@@ -122,13 +141,16 @@ def test_the_schemas_do_catch_mistakes():
     assert schema_errors(pvc)
     template = copy.deepcopy(pod_templates(base_rayservice())["gpu-workers"])
     template["spec"]["containers"][0]["resource"] = template["spec"]["containers"][0].pop("resources")
-    assert schema_errors({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"}, "template": template})
+    assert schema_errors(
+        {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"}, "template": template}
+    )
 
 
 @pytest.mark.parametrize("embedding", EMBEDDINGS, ids=lambda e: str(e.manifest))
 def test_manifest_embeds_its_serve_config_verbatim(embedding):
-    assert (ROOT / embedding.manifest).read_text() == render(embedding), \
+    assert (ROOT / embedding.manifest).read_text() == render(embedding), (
         f"{embedding.manifest} is stale: run python -m deployments.rayservice"
+    )
 
 
 def test_a_changed_config_is_drift(tmp_path):
@@ -146,7 +168,10 @@ def test_a_changed_config_is_drift(tmp_path):
 def test_embedding_keeps_the_rest_of_the_manifest():
     manifest = "a: 1\nspec:\n  # keep me\n  serveConfigV2: |\n    old: 1\n\n    older: 2\n  after: 3\n"
     out = embed(manifest, "serveConfigV2", "x: 1\n\n# comment\ny: [1, 2]\n")
-    assert out == "a: 1\nspec:\n  # keep me\n  serveConfigV2: |\n    x: 1\n\n    # comment\n    y: [1, 2]\n  after: 3\n"
+    assert (
+        out
+        == "a: 1\nspec:\n  # keep me\n  serveConfigV2: |\n    x: 1\n\n    # comment\n    y: [1, 2]\n  after: 3\n"
+    )
     assert yaml.safe_load(out)["spec"]["serveConfigV2"] == "x: 1\n\n# comment\ny: [1, 2]\n"
 
 
@@ -175,19 +200,41 @@ def test_gpu_groups_match_their_limits_and_hold_the_gpu_stages():
     assert {g.name for g in ray_groups(cpu_rayservice())} == {"head", "cpu-workers"}
 
 
-@pytest.mark.parametrize("change,problem", [
-    (lambda rs: rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][1]["rayStartParams"].update({"num-gpus": "2"}),
-     "gpu-workers: rayStartParams num-gpus 2 is not its nvidia.com/gpu limit 1"),
-    (lambda rs: rs["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"].update({"num-gpus": "1"}),
-     "head: rayStartParams num-gpus 1 is not its nvidia.com/gpu limit 0"),
-    (lambda rs: rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][1].update({"maxReplicas": 4}),
-     "gpu-workers: the maximum replicas of asr, postprocess need 8 pods, but maxReplicas is 4"),
-    (lambda rs: rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0].update({"labels": {"speechgraph.io/pool": "x"}}),
-     "deployments.ingress: no worker group holds a replica"),
-    (lambda rs: rs["spec"].update(serveConfigV2=rs["spec"]["serveConfigV2"].replace(
-        "num_cpus: 2, num_gpus: 0.5", "num_cpus: 2, num_gpus: 0.75", 1)),
-     "their num_gpus add up to 1.25"),
-])
+@pytest.mark.parametrize(
+    "change,problem",
+    [
+        (
+            lambda rs: rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][1]["rayStartParams"].update(
+                {"num-gpus": "2"}
+            ),
+            "gpu-workers: rayStartParams num-gpus 2 is not its nvidia.com/gpu limit 1",
+        ),
+        (
+            lambda rs: rs["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"].update(
+                {"num-gpus": "1"}
+            ),
+            "head: rayStartParams num-gpus 1 is not its nvidia.com/gpu limit 0",
+        ),
+        (
+            lambda rs: rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][1].update({"maxReplicas": 4}),
+            "gpu-workers: the maximum replicas of asr, postprocess need 8 pods, but maxReplicas is 4",
+        ),
+        (
+            lambda rs: rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0].update(
+                {"labels": {"speechgraph.io/pool": "x"}}
+            ),
+            "deployments.ingress: no worker group holds a replica",
+        ),
+        (
+            lambda rs: rs["spec"].update(
+                serveConfigV2=rs["spec"]["serveConfigV2"].replace(
+                    "num_cpus: 2, num_gpus: 0.5", "num_cpus: 2, num_gpus: 0.75", 1
+                )
+            ),
+            "their num_gpus add up to 1.25",
+        ),
+    ],
+)
 def test_inconsistent_resources_are_found(change, problem):
     rayservice = base_rayservice()
     change(rayservice)
@@ -197,13 +244,21 @@ def test_inconsistent_resources_are_found(change, problem):
 def test_api_key_comes_from_a_secret_where_the_ingress_runs():
     rayservice = base_rayservice()
     config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
-    selector = config["applications"][0]["args"]["deployments"]["ingress"]["ray_actor_options"]["label_selector"]
+    selector = config["applications"][0]["args"]["deployments"]["ingress"]["ray_actor_options"][
+        "label_selector"
+    ]
     cluster = rayservice["spec"]["rayClusterConfig"]
-    ingress_groups = [g for g in cluster["workerGroupSpecs"]
-                      if all(g.get("labels", {}).get(k) == v for k, v in selector.items())]
+    ingress_groups = [
+        g
+        for g in cluster["workerGroupSpecs"]
+        if all(g.get("labels", {}).get(k) == v for k, v in selector.items())
+    ]
     assert [g["groupName"] for g in ingress_groups] == ["cpu-workers"]
     env = {e["name"]: e for e in ingress_groups[0]["template"]["spec"]["containers"][0]["env"]}
-    assert env["SPEECHGRAPH_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "speechgraph-api-key", "key": "api-key"}
+    assert env["SPEECHGRAPH_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "speechgraph-api-key",
+        "key": "api-key",
+    }
     assert "value" not in env["SPEECHGRAPH_API_KEY"], "never a key in the manifest"
 
 
@@ -234,13 +289,28 @@ def test_pod_monitors_scrape_named_ports_of_the_head_and_the_workers():
         groups = [name for name in templates if (name == "head") == (labels["ray.io/node-type"] == "head")]
         for name in groups:
             template = templates[name]
-            assert all(template["metadata"]["labels"].get(k) == v
-                       for k, v in labels.items() if not k.startswith("ray.io/")), name
+            assert all(
+                template["metadata"]["labels"].get(k) == v
+                for k, v in labels.items()
+                if not k.startswith("ray.io/")
+            ), name
             ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
             assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports, name
-            params = (base_rayservice()["spec"]["rayClusterConfig"]["headGroupSpec"] if name == "head" else next(
-                g for g in base_rayservice()["spec"]["rayClusterConfig"]["workerGroupSpecs"] if g["groupName"] == name))["rayStartParams"]
-            metrics_port = next(p["containerPort"] for c in template["spec"]["containers"] for p in c["ports"] if p["name"] == "metrics")
+            params = (
+                base_rayservice()["spec"]["rayClusterConfig"]["headGroupSpec"]
+                if name == "head"
+                else next(
+                    g
+                    for g in base_rayservice()["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+                    if g["groupName"] == name
+                )
+            )["rayStartParams"]
+            metrics_port = next(
+                p["containerPort"]
+                for c in template["spec"]["containers"]
+                for p in c["ports"]
+                if p["name"] == "metrics"
+            )
             assert params["metrics-export-port"] == str(metrics_port)
     assert node_types == {"head", "worker"}
 
@@ -251,7 +321,7 @@ def test_dockerfile_uses_rays_gpu_image_of_the_same_versions():
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     base = next(line.split()[1] for line in lines if line.startswith("FROM "))
     assert base == f"rayproject/ray:{ray.__version__}-py{sys.version_info.major}{sys.version_info.minor}-gpu"
-    assert any('pip install' in line and '".[vllm]"' in line for line in lines)
+    assert any("pip install" in line and '".[vllm]"' in line for line in lines)
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*") if "*" in ignore else 0] == "*", "context is only what is installed"
     copied = {line.split()[-2] for line in lines if line.startswith("COPY")} | {"pyproject.toml", "README.md"}
@@ -261,8 +331,9 @@ def test_dockerfile_uses_rays_gpu_image_of_the_same_versions():
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its kustomize) is not installed")
 @pytest.mark.parametrize("directory", ["k8s", "k8s/overlays/cpu"])
 def test_kustomize_builds_objects_that_validate(directory):
-    out = subprocess.run(["kubectl", "kustomize", str(ROOT / directory)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / directory)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     objects = [obj for obj in yaml.safe_load_all(out.stdout) if obj]
     for obj in objects:
@@ -270,11 +341,18 @@ def test_kustomize_builds_objects_that_validate(directory):
     rayservice = next(obj for obj in objects if obj["kind"] == "RayService")
     expected = base_rayservice() if directory == "k8s" else cpu_rayservice()
     assert rayservice["spec"] == expected["spec"], "kustomize applies the overlay as the tests do"
-    assert any(obj["kind"] == "ConfigMap" and obj["metadata"]["labels"] == {"grafana_dashboard": "1"}
-               for obj in objects)
+    assert any(
+        obj["kind"] == "ConfigMap" and obj["metadata"]["labels"] == {"grafana_dashboard": "1"}
+        for obj in objects
+    )
 
 
 def test_generator_check_passes_on_the_committed_manifests():
-    out = subprocess.run([str(Path(__import__("sys").executable)), "-m", "deployments.rayservice", "--check"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(Path(__import__("sys").executable)), "-m", "deployments.rayservice", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import requests
-
 from audio_files import encode, speech_and_silence
 from process_memory import heap_bytes, release_freed_memory, replica_pid
 
@@ -60,8 +59,12 @@ def test_many_requests_leave_no_objects_and_no_growing_heap(graph):
     data = encode(speech_and_silence("jfk", 3.0, "jfk"), 16000, "flac")  # two windows
 
     def send(_) -> int:
-        r = requests.post(f"{graph}/v1/transcribe", files={"file": ("two.flac", data)},
-                          data={"summarize": "true"}, timeout=120)
+        r = requests.post(
+            f"{graph}/v1/transcribe",
+            files={"file": ("two.flac", data)},
+            data={"summarize": "true"},
+            timeout=120,
+        )
         return r.status_code
 
     with ThreadPoolExecutor(4) as pool:  # warm up: allocators and caches reach their working size
@@ -83,14 +86,18 @@ def test_many_requests_leave_no_objects_and_no_growing_heap(graph):
         statuses = list(pool.map(send, range(CONCURRENT_REQUESTS)))
     assert set(statuses) == {200}, statuses
     after = settled_object_store()
-    print(f"object store: {baseline[0]:.1f} MiB, {baseline[1]} objects before; "
-          f"{after[0]:.1f} MiB, {after[1]} objects after {CONCURRENT_REQUESTS + REQUESTS} requests")
+    print(
+        f"object store: {baseline[0]:.1f} MiB, {baseline[1]} objects before; "
+        f"{after[0]:.1f} MiB, {after[1]} objects after {CONCURRENT_REQUESTS + REQUESTS} requests"
+    )
     assert after[0] <= baseline[0] * 1.05 + 0.5, (baseline, after)
     assert after[1] <= baseline[1] + 2, (baseline, after)
     for stage, samples in heap.items():
         slope = np.polyfit(done, samples, 1)[0]  # bytes per request
         growth = slope * REQUESTS
-        print(f"{stage}: heap {samples[0] / 2**20:.0f} -> {samples[-1] / 2**20:.0f} MiB, "
-              f"fitted growth {growth / 2**20:+.1f} MiB over {REQUESTS} requests "
-              f"(before each trim: {untrimmed[stage][0] / 2**20:.0f} -> {untrimmed[stage][-1] / 2**20:.0f} MiB)")
+        print(
+            f"{stage}: heap {samples[0] / 2**20:.0f} -> {samples[-1] / 2**20:.0f} MiB, "
+            f"fitted growth {growth / 2**20:+.1f} MiB over {REQUESTS} requests "
+            f"(before each trim: {untrimmed[stage][0] / 2**20:.0f} -> {untrimmed[stage][-1] / 2**20:.0f} MiB)"
+        )
         assert growth < max(16 * 2**20, 0.05 * samples[0]), f"{stage}'s heap grows with requests"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import requests
-
 from audio_files import SENTENCES, encode, espeak, jfk
 from conftest import graph_args, serving
 from process_memory import MemoryPeak, replica_pid
@@ -48,19 +47,30 @@ def hour_of_speech() -> tuple[np.ndarray, list[tuple[float, float]]]:
 def test_an_hour_fans_out_over_both_asr_replicas(long_graph):
     audio, silences = hour_of_speech()
     data = encode(audio, 16000, "flac")
-    warm = requests.post(f"{long_graph}/v1/transcribe", files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
-                         data={"language": "en"}, timeout=300)
+    warm = requests.post(
+        f"{long_graph}/v1/transcribe",
+        files={"file": ("jfk.flac", encode(jfk(), 16000, "flac"))},
+        data={"language": "en"},
+        timeout=300,
+    )
     assert warm.status_code == 200, warm.text
     with MemoryPeak(replica_pid("ingress")) as driver:
-        r = requests.post(f"{long_graph}/v1/transcribe", files={"file": ("hour.flac", data)},
-                          data={"language": "en", "punctuate": "false", "summarize": "false"}, timeout=1200)
+        r = requests.post(
+            f"{long_graph}/v1/transcribe",
+            files={"file": ("hour.flac", data)},
+            data={"language": "en", "punctuate": "false", "summarize": "false"},
+            timeout=1200,
+        )
     assert r.status_code == 200, r.text[:500]
     decoded = audio.size * 4
-    print(f"driver: heap +{driver.heap_growth / 2**20:.0f} MiB, RSS +{driver.rss_growth / 2**20:.0f} MiB "
-          f"for a {len(data) / 2**20:.0f} MiB upload")
+    print(
+        f"driver: heap +{driver.heap_growth / 2**20:.0f} MiB, RSS +{driver.rss_growth / 2**20:.0f} MiB "
+        f"for a {len(data) / 2**20:.0f} MiB upload"
+    )
     assert driver.heap_growth < len(data) + 50 * 2**20, (
         f"the driver's heap grew {driver.heap_growth / 2**20:.0f} MiB for a {len(data) / 2**20:.0f} MiB upload "
-        f"({decoded / 2**20:.0f} MiB decoded)")
+        f"({decoded / 2**20:.0f} MiB decoded)"
+    )
     doc = r.json()
     assert doc["duration_s"] == pytest.approx(audio.size / 16000, abs=0.05)
     by_replica = doc["timings"]["asr_windows_by_replica"]

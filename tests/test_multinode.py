@@ -16,7 +16,6 @@ import time
 
 import pytest
 import requests
-
 from audio_files import encode, speech_and_silence
 from conftest import ROOT, SHARED_AUDIO, graph_args, serving, tiny_settings
 from traffic import Outcome, Traffic
@@ -45,8 +44,10 @@ def multinode():
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "labels": {POOL: "head"}})
     try:
-        workers = {"asr": cluster.add_node(num_cpus=2, labels={POOL: "asr"}),
-                   "llm": cluster.add_node(num_cpus=2, labels={POOL: "llm"})}
+        workers = {
+            "asr": cluster.add_node(num_cpus=2, labels={POOL: "asr"}),
+            "llm": cluster.add_node(num_cpus=2, labels={POOL: "llm"}),
+        }
         cluster.wait_for_nodes()
         with serving(multinode_args(), address=cluster.address) as url:
             yield url, cluster, workers
@@ -60,8 +61,9 @@ def three_windows() -> bytes:
 
 
 def post(url: str, data: bytes, name: str, **fields) -> requests.Response:
-    return requests.post(f"{url}/v1/transcribe", files={"file": (name, data)}, data=fields,
-                         timeout=REQUEST_TIMEOUT_S)
+    return requests.post(
+        f"{url}/v1/transcribe", files={"file": (name, data)}, data=fields, timeout=REQUEST_TIMEOUT_S
+    )
 
 
 def stage_nodes(url: str) -> dict[str, str]:
@@ -76,7 +78,10 @@ def test_windows_cross_nodes_and_results_equal_one_process(multinode):
     head, asr_node, llm_node = cluster.head_node.node_id, workers["asr"].node_id, workers["llm"].node_id
     assert stage_nodes(url) == {"preprocess": head, "asr": asr_node, "postprocess": llm_node}
     runner = InProcessPipeline(tiny_settings())
-    for name, data in [("jfk.flac", (SHARED_AUDIO / "jfk.flac").read_bytes()), ("long.flac", three_windows())]:
+    for name, data in [
+        ("jfk.flac", (SHARED_AUDIO / "jfk.flac").read_bytes()),
+        ("long.flac", three_windows()),
+    ]:
         r = post(url, data, name, summarize="false")
         assert r.status_code == 200, r.text
         doc = r.json()
@@ -84,12 +89,15 @@ def test_windows_cross_nodes_and_results_equal_one_process(multinode):
         # Decoded and cut on the head, transcribed on one worker, punctuated on the other: each
         # window went from the head's object store to the ASR worker's.
         assert nodes["ingress"] == head and nodes["preprocess"] == head
-        assert nodes["asr_windows"] == {asr_node: doc["timings"]["windows"]} and doc["timings"]["windows"] >= 1
+        assert (
+            nodes["asr_windows"] == {asr_node: doc["timings"]["windows"]} and doc["timings"]["windows"] >= 1
+        )
         assert nodes["postprocess"] == llm_node
         local = runner.transcribe(data, summarize=False)
         assert doc["language"] == local.language
-        assert [(s["start"], s["end"], s["text"], s["tokens"]) for s in doc["segments"]] == \
-               [(s.start, s.end, s.text, s.tokens) for s in local.segments]
+        assert [(s["start"], s["end"], s["text"], s["tokens"]) for s in doc["segments"]] == [
+            (s.start, s.end, s.text, s.tokens) for s in local.segments
+        ]
         assert doc["punctuation"] == local.punctuation.model_dump()
     assert name == "long.flac" and doc["timings"]["windows"] == 3
 
@@ -99,8 +107,11 @@ def traffic(url: str) -> Traffic:
 
 
 def answered_on(outcome: Outcome, node: str, after: float) -> bool:
-    return (outcome.started > after and outcome.status == 200
-            and node in outcome.body["timings"]["nodes"]["asr_windows"])
+    return (
+        outcome.started > after
+        and outcome.status == 200
+        and node in outcome.body["timings"]["nodes"]["asr_windows"]
+    )
 
 
 def test_a_killed_worker_s_replicas_move_to_the_surviving_worker(multinode):
@@ -110,8 +121,11 @@ def test_a_killed_worker_s_replicas_move_to_the_surviving_worker(multinode):
         load.wait_for(lambda out: sum(o.status == 200 for o in out) >= 3, 120, "3 answers before the kill")
         killed_at = time.monotonic()
         cluster.remove_node(workers["asr"], allow_graceful=False)  # the node's processes are killed
-        load.wait_for(lambda out: any(answered_on(o, survivor, killed_at) for o in out), 180,
-                         "a request sent after the kill answered by ASR on the surviving worker")
+        load.wait_for(
+            lambda out: any(answered_on(o, survivor, killed_at) for o in out),
+            180,
+            "a request sent after the kill answered by ASR on the surviving worker",
+        )
     assert not load.hanging(), "a request is still hanging"
     assert stage_nodes(url)["asr"] == survivor
     outcomes = load.outcomes
@@ -122,8 +136,10 @@ def test_a_killed_worker_s_replicas_move_to_the_surviving_worker(multinode):
         assert o.seconds < REQUEST_TIMEOUT_S
         if o.status == 503:  # refused clearly, and told when to retry
             assert o.body["error"]["code"] in ("stage_unavailable", "overloaded") and o.retry_after, o.body
-    print(f"killed a worker under traffic: {len(outcomes)} requests, {len(in_flight)} in flight at the kill, "
-          f"{sum(o.status == 200 for o in outcomes)} answered, {sum(o.status == 503 for o in outcomes)} refused (503)")
+    print(
+        f"killed a worker under traffic: {len(outcomes)} requests, {len(in_flight)} in flight at the kill, "
+        f"{sum(o.status == 200 for o in outcomes)} answered, {sum(o.status == 503 for o in outcomes)} refused (503)"
+    )
 
 
 def test_a_drained_worker_hands_its_replicas_over_with_no_failed_request(multinode):
@@ -137,13 +153,30 @@ def test_a_drained_worker_hands_its_replicas_over_with_no_failed_request(multino
     with traffic(url) as load:
         load.wait_for(lambda out: sum(o.status == 200 for o in out) >= 2, 120, "2 answers before the drain")
         drained_at = time.monotonic()
-        drain = subprocess.run([sys.executable, "-m", "deployments.drain", "--node-id", draining,
-                                "--address", cluster.address, "--deadline-s", "120"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=180)
+        drain = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "deployments.drain",
+                "--node-id",
+                draining,
+                "--address",
+                cluster.address,
+                "--deadline-s",
+                "120",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert drain.returncode == 0, drain.stderr
         assert "0 Serve replicas left on it" in drain.stderr
-        load.wait_for(lambda out: any(answered_on(o, fresh.node_id, drained_at) for o in out), 120,
-                         "a request answered by ASR on the fresh worker")
+        load.wait_for(
+            lambda out: any(answered_on(o, fresh.node_id, drained_at) for o in out),
+            120,
+            "a request answered by ASR on the fresh worker",
+        )
     assert not load.hanging()
     assert stage_nodes(url)["asr"] == fresh.node_id and stage_nodes(url)["postprocess"] == fresh.node_id
     assert [(o.status, o.body) for o in load.outcomes if o.status != 200] == []

@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 import requests
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
-
 from audio_files import encode
 from conftest import ROOT, SHARED_AUDIO, graph_args, serving
+from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
-                                reason="Debian's prometheus is not installed (bash scripts/system-deps.sh)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("prometheus") is None,
+    reason="Debian's prometheus is not installed (bash scripts/system-deps.sh)",
+)
 
 K8S = ROOT / "k8s" / "base"
 
@@ -53,13 +54,24 @@ def prometheus(tmp_path_factory, metrics_port, graph_with_metrics):
     """A Prometheus server on loopback scraping Ray's metrics endpoint every second."""
     workdir = tmp_path_factory.mktemp("prometheus")
     port = free_port()
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-              "scrape_configs": [{"job_name": "ray", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}]}
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "ray", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}
+        ],
+    }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (workdir / "prometheus.log").open("w")
-    server = subprocess.Popen(["prometheus", f"--config.file={workdir / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -69,7 +81,9 @@ def prometheus(tmp_path_factory, metrics_port, graph_with_metrics):
                     break
             except requests.ConnectionError:
                 pass
-            assert server.poll() is None and time.monotonic() < deadline, (workdir / "prometheus.log").read_text()
+            assert server.poll() is None and time.monotonic() < deadline, (
+                workdir / "prometheus.log"
+            ).read_text()
             time.sleep(0.3)
         yield url
     finally:
@@ -105,33 +119,55 @@ def traffic(graph_with_metrics) -> dict:
     durations sent and the documents' speech windows."""
     url = graph_with_metrics
     sent, windows = [], 0
-    for name, summarize in [("jfk.flac", "true"), ("librispeech-1995-1837-0001.wav", "false"), ("jfk.wav", "false")]:
-        r = requests.post(f"{url}/v1/transcribe", files={"file": (name, (SHARED_AUDIO / name).read_bytes())},
-                          data={"summarize": summarize, "punctuate": "true"}, timeout=120)
+    for name, summarize in [
+        ("jfk.flac", "true"),
+        ("librispeech-1995-1837-0001.wav", "false"),
+        ("jfk.wav", "false"),
+    ]:
+        r = requests.post(
+            f"{url}/v1/transcribe",
+            files={"file": (name, (SHARED_AUDIO / name).read_bytes())},
+            data={"summarize": summarize, "punctuate": "true"},
+            timeout=120,
+        )
         assert r.status_code == 200, r.text
         sent.append(r.json()["duration_s"])
         windows += r.json()["timings"]["windows"]
     silence = np.zeros(8000, np.float32)  # no speech: no window, no Whisper call
-    r = requests.post(f"{url}/v1/audio/transcriptions", files={"file": ("x.wav", encode(silence, 16000, "wav"))},
-                      data={"model": "whisper-1", "response_format": "verbose_json"}, timeout=120)
+    r = requests.post(
+        f"{url}/v1/audio/transcriptions",
+        files={"file": ("x.wav", encode(silence, 16000, "wav"))},
+        data={"model": "whisper-1", "response_format": "verbose_json"},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     sent.append(r.json()["duration"])
-    bad = requests.post(f"{url}/v1/transcribe", files={"file": ("notes.txt", b"not audio at all" * 10)}, timeout=60)
+    bad = requests.post(
+        f"{url}/v1/transcribe", files={"file": ("notes.txt", b"not audio at all" * 10)}, timeout=60
+    )
     assert bad.status_code == 415
     return {"durations": sent, "windows": windows}
 
 
 def test_audio_seconds_in_prometheus_equal_the_durations_sent(prometheus, traffic):
     total = sum(traffic["durations"])
-    wait_for(prometheus, 'sum(ray_speechgraph_audio_seconds_total{stage="preprocess"})',
-             lambda r: abs(scalar(r) - total) < 0.01)
-    asr = scalar(wait_for(prometheus, 'sum(ray_speechgraph_audio_seconds_total{stage="asr"})', lambda r: scalar(r) > 0))
+    wait_for(
+        prometheus,
+        'sum(ray_speechgraph_audio_seconds_total{stage="preprocess"})',
+        lambda r: abs(scalar(r) - total) < 0.01,
+    )
+    asr = scalar(
+        wait_for(prometheus, 'sum(ray_speechgraph_audio_seconds_total{stage="asr"})', lambda r: scalar(r) > 0)
+    )
     assert asr <= total + 0.01, "ASR clears only the speech windows, never more than the audio"
 
 
 def test_requests_counted_by_route_and_status(prometheus, traffic):
-    ok = wait_for(prometheus, 'sum by (route, status) (ray_speechgraph_requests_total)',
-                  lambda r: any(x["metric"]["status"] == "415" for x in r))
+    ok = wait_for(
+        prometheus,
+        "sum by (route, status) (ray_speechgraph_requests_total)",
+        lambda r: any(x["metric"]["status"] == "415" for x in r),
+    )
     counts = {(x["metric"]["route"], x["metric"]["status"]): float(x["value"][1]) for x in ok}
     assert counts[("/v1/transcribe", "200")] == 3
     assert counts[("/v1/transcribe", "415")] == 1
@@ -141,26 +177,46 @@ def test_requests_counted_by_route_and_status(prometheus, traffic):
 def test_histograms_have_plausible_values(prometheus, traffic):
     n = len(traffic["durations"])
     wait_for(prometheus, 'sum(ray_speechgraph_stage_seconds_count{stage="total"})', lambda r: scalar(r) == n)
-    p50 = scalar(query(prometheus, 'histogram_quantile(0.5, sum by (le) (ray_speechgraph_stage_seconds_bucket{stage="total"}))'))
+    p50 = scalar(
+        query(
+            prometheus,
+            'histogram_quantile(0.5, sum by (le) (ray_speechgraph_stage_seconds_bucket{stage="total"}))',
+        )
+    )
     assert 0 < p50 < 120
-    rtf = scalar(wait_for(prometheus, "sum(ray_speechgraph_real_time_factor_count)", lambda r: scalar(r) == n))
+    rtf = scalar(
+        wait_for(prometheus, "sum(ray_speechgraph_real_time_factor_count)", lambda r: scalar(r) == n)
+    )
     assert rtf == n
     # One request at a time: each Whisper batch held one window. (Counts, not sums: Ray exports a
     # histogram's _sum from bucket midpoints, not the observed values.)
-    wait_for(prometheus, "sum(ray_speechgraph_asr_batch_size_count)", lambda r: scalar(r) == traffic["windows"])
-    wait_for(prometheus, 'sum(ray_speechgraph_asr_batch_size_bucket{le="1.0"})', lambda r: scalar(r) == traffic["windows"])
+    wait_for(
+        prometheus, "sum(ray_speechgraph_asr_batch_size_count)", lambda r: scalar(r) == traffic["windows"]
+    )
+    wait_for(
+        prometheus,
+        'sum(ray_speechgraph_asr_batch_size_bucket{le="1.0"})',
+        lambda r: scalar(r) == traffic["windows"],
+    )
     wait_for(prometheus, "sum(ray_speechgraph_windows_per_request_count)", lambda r: scalar(r) == n)
-    tokens = wait_for(prometheus, "sum by (direction) (ray_speechgraph_llm_tokens_total)", lambda r: len(r) == 2)
+    tokens = wait_for(
+        prometheus, "sum by (direction) (ray_speechgraph_llm_tokens_total)", lambda r: len(r) == 2
+    )
     assert all(float(x["value"][1]) > 0 for x in tokens)
     loads = wait_for(prometheus, "ray_speechgraph_model_load_seconds", lambda r: len(r) >= 2)
     assert {x["metric"]["stage"] for x in loads} >= {"asr", "postprocess"}
-    received = scalar(wait_for(prometheus, "sum(ray_speechgraph_received_bytes_total)", lambda r: scalar(r) > 0))
+    received = scalar(
+        wait_for(prometheus, "sum(ray_speechgraph_received_bytes_total)", lambda r: scalar(r) > 0)
+    )
     assert received > 100_000
 
 
 def test_ray_serve_own_series_are_scraped_beside_ours(prometheus, traffic):
-    for name in ["ray_serve_deployment_processing_latency_ms_bucket", "ray_serve_num_http_requests_total",
-                 "ray_serve_deployment_replica_healthy"]:
+    for name in [
+        "ray_serve_deployment_processing_latency_ms_bucket",
+        "ray_serve_num_http_requests_total",
+        "ray_serve_deployment_replica_healthy",
+    ]:
         wait_for(prometheus, f'count({name}{{application="speechgraph"}})', lambda r: scalar(r) > 0)
 
 
@@ -168,9 +224,28 @@ def test_labels_stay_bounded(prometheus, traffic):
     names = requests.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"]
     ours = [n for n in names if n.startswith("ray_speechgraph_")]
     assert ours
-    allowed = {"__name__", "instance", "job", "application", "deployment", "replica", "route", "status", "stage",
-               "task", "reason", "direction", "le", "Component", "SessionName", "Version", "NodeAddress",
-               "WorkerId", "JobId", "otel_scope_name"}
+    allowed = {
+        "__name__",
+        "instance",
+        "job",
+        "application",
+        "deployment",
+        "replica",
+        "route",
+        "status",
+        "stage",
+        "task",
+        "reason",
+        "direction",
+        "le",
+        "Component",
+        "SessionName",
+        "Version",
+        "NodeAddress",
+        "WorkerId",
+        "JobId",
+        "otel_scope_name",
+    }
     for name in ours:
         for series in query(prometheus, name):
             assert set(series["metric"]) <= allowed, series["metric"]
@@ -209,7 +284,9 @@ def as_query(expr: str) -> str:
 def test_alert_rules_pass_promtool(tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(rule_groups()))
-    check = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS: 6 rules found" in check.stdout
 
@@ -256,9 +333,13 @@ def serve_log_lines() -> list[dict]:
 def test_one_json_log_line_per_request_and_its_id_reaches_every_stage(graph_with_metrics):
     url = graph_with_metrics
     request_id = f"test-{uuid.uuid4().hex}"
-    r = requests.post(f"{url}/v1/transcribe", headers={"X-Request-Id": request_id},
-                      files={"file": ("jfk.flac", (SHARED_AUDIO / "jfk.flac").read_bytes())},
-                      data={"summarize": "true"}, timeout=120)
+    r = requests.post(
+        f"{url}/v1/transcribe",
+        headers={"X-Request-Id": request_id},
+        files={"file": ("jfk.flac", (SHARED_AUDIO / "jfk.flac").read_bytes())},
+        data={"summarize": "true"},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     assert r.headers["x-request-id"] == request_id == r.json()["request_id"]
     deadline = time.monotonic() + 30
@@ -266,7 +347,9 @@ def test_one_json_log_line_per_request_and_its_id_reaches_every_stage(graph_with
         ours = [line for line in serve_log_lines() if line.get("request_id") == request_id]
         summary = [line for line in ours if "api_route" in line]
         stages = {line.get("deployment") for line in ours}
-        if summary and stages >= {f"speechgraph_{s}" for s in ("ingress", "preprocess", "asr", "postprocess")}:
+        if summary and stages >= {
+            f"speechgraph_{s}" for s in ("ingress", "preprocess", "asr", "postprocess")
+        }:
             break
         assert time.monotonic() < deadline, f"log lines with the request id: {ours}"
         time.sleep(1)
@@ -288,7 +371,9 @@ def test_unknown_paths_are_logged_as_route_other(graph_with_metrics):
     r = requests.get(f"{url}/no/such/{uuid.uuid4().hex}", headers={"X-Request-Id": request_id}, timeout=30)
     assert r.status_code == 404
     deadline = time.monotonic() + 30
-    while not (lines := [x for x in serve_log_lines() if x.get("request_id") == request_id and "api_route" in x]):
+    while not (
+        lines := [x for x in serve_log_lines() if x.get("request_id") == request_id and "api_route" in x]
+    ):
         assert time.monotonic() < deadline, "no log line for the 404"
         time.sleep(1)
     assert (lines[0]["api_route"], lines[0]["status_code"]) == ("other", 404)

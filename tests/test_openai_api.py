@@ -15,6 +15,8 @@ import pytest
 import requests
 import srt
 import webvtt
+from audio_files import empty_wav, encode, speech_and_silence
+from conftest import SHARED_AUDIO, graph_args, wait_healthy
 from openai.types.audio import (
     Transcription,
     TranscriptionTextDeltaEvent,
@@ -23,9 +25,6 @@ from openai.types.audio import (
     Translation,
     TranslationVerbose,
 )
-
-from audio_files import empty_wav, encode, speech_and_silence
-from conftest import SHARED_AUDIO, graph_args, wait_healthy
 
 # The SDK marks translations (whisper-1 only) deprecated; they are still OpenAI's API.
 pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
@@ -50,6 +49,7 @@ def transcribe(client, **kwargs):
 
 
 # --- response formats -------------------------------------------------------------------------
+
 
 def test_json_is_openai_transcription_with_duration_usage(client):
     result = transcribe(client)
@@ -129,11 +129,13 @@ def test_vtt_cues_match_the_segments(client):
 
 def test_prompt_and_temperature_are_used(client):
     plain = transcribe(client, response_format="verbose_json", language="en")
-    prompted = transcribe(client, response_format="verbose_json", language="en",
-                          prompt="Ask not what your country")
+    prompted = transcribe(
+        client, response_format="verbose_json", language="en", prompt="Ask not what your country"
+    )
     # The prompt is decoder context: the same audio scores (and usually decodes) differently.
-    assert [(s.tokens, s.avg_logprob) for s in prompted.segments] != \
-           [(s.tokens, s.avg_logprob) for s in plain.segments]
+    assert [(s.tokens, s.avg_logprob) for s in prompted.segments] != [
+        (s.tokens, s.avg_logprob) for s in plain.segments
+    ]
     sampled = transcribe(client, response_format="verbose_json", temperature=0.8)
     assert all(s.temperature == 0.8 for s in sampled.segments)
 
@@ -143,6 +145,7 @@ def test_model_names_the_configured_model_too(client):
 
 
 # --- translations -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", ["json", "text", "srt", "verbose_json", "vtt"])
 def test_translations_in_every_format(client, fmt):
@@ -161,15 +164,18 @@ def test_translations_in_every_format(client, fmt):
 
 
 def test_translation_differs_from_transcription(client):
-    translated = client.audio.translations.create(model="whisper-1", file=audio(),
-                                                  response_format="verbose_json")
+    translated = client.audio.translations.create(
+        model="whisper-1", file=audio(), response_format="verbose_json"
+    )
     transcribed = transcribe(client, response_format="verbose_json")
     # Same detected language, another task token: the decoder scores (and usually writes) apart.
-    assert [(s.tokens, s.avg_logprob) for s in translated.segments] != \
-           [(s.tokens, s.avg_logprob) for s in transcribed.segments]
+    assert [(s.tokens, s.avg_logprob) for s in translated.segments] != [
+        (s.tokens, s.avg_logprob) for s in transcribed.segments
+    ]
 
 
 # --- streaming --------------------------------------------------------------------------------
+
 
 def test_stream_sends_deltas_in_order_then_done(client):
     long = encode(speech_and_silence("jfk", 3.0, "jfk"), 16000, "flac")  # 2 windows
@@ -184,8 +190,7 @@ def test_stream_sends_deltas_in_order_then_done(client):
 
 
 def test_stream_with_text_format_and_postprocessing(client):
-    events = list(transcribe(client, stream=True, response_format="text",
-                             extra_body={"summarize": True}))
+    events = list(transcribe(client, stream=True, response_format="text", extra_body={"summarize": True}))
     done = events[-1]
     assert isinstance(done, TranscriptionTextDoneEvent)
     assert "reason" in done.model_extra["summary"]
@@ -199,6 +204,7 @@ def test_stream_refuses_subtitle_formats(client):
 
 # --- post-processing through extra_body ------------------------------------------------------
 
+
 def test_postprocessing_fields_add_extra_keys(client):
     result = transcribe(client, extra_body={"punctuate": True, "summarize": True})
     assert isinstance(result, Transcription)
@@ -211,6 +217,7 @@ def test_postprocessing_fields_add_extra_keys(client):
 
 
 # --- models and errors ------------------------------------------------------------------------
+
 
 def test_models_list_in_openai_shape(client):
     ids = [m.id for m in client.models.list()]
@@ -229,13 +236,16 @@ def test_unknown_model_is_404_and_never_loaded(client, name):
     assert info.value.code == "model_not_found" and info.value.body["param"] == "model"
 
 
-@pytest.mark.parametrize("kwargs,param", [
-    ({"response_format": "mp3"}, "response_format"),
-    ({"temperature": 1.5}, "temperature"),
-    ({"temperature": -0.1}, "temperature"),
-    ({"language": "klingon"}, "language"),
-    ({"timestamp_granularities": ["sentence"]}, "timestamp_granularities[]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,param",
+    [
+        ({"response_format": "mp3"}, "response_format"),
+        ({"temperature": 1.5}, "temperature"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"language": "klingon"}, "language"),
+        ({"timestamp_granularities": ["sentence"]}, "timestamp_granularities[]"),
+    ],
+)
 def test_bad_parameters_are_400_naming_the_parameter(client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as info:
         transcribe(client, **kwargs)
@@ -243,12 +253,15 @@ def test_bad_parameters_are_400_naming_the_parameter(client, kwargs, param):
     assert info.value.body["type"] == "invalid_request_error" and info.value.body["message"]
 
 
-@pytest.mark.parametrize("data,name,status,code", [
-    (b"", "empty.wav", 400, "empty_file"),
-    (b"\x89PNG\r\n\x1a\n" + bytes(200), "picture.png", 415, "no_audio_stream"),  # an image
-    (b"just some words, not audio\n" * 20, "notes.txt", 415, "unsupported_media"),
-    (empty_wav(), "silent.wav", 422, "undecodable_audio"),  # a header, 0 samples
-])
+@pytest.mark.parametrize(
+    "data,name,status,code",
+    [
+        (b"", "empty.wav", 400, "empty_file"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(200), "picture.png", 415, "no_audio_stream"),  # an image
+        (b"just some words, not audio\n" * 20, "notes.txt", 415, "unsupported_media"),
+        (empty_wav(), "silent.wav", 422, "undecodable_audio"),  # a header, 0 samples
+    ],
+)
 def test_bad_files_raise_the_sdks_status_errors(client, data, name, status, code):
     with pytest.raises(openai.APIStatusError) as info:
         transcribe(client, file=audio(data, name))
@@ -283,9 +296,12 @@ def guarded(graph):
         d[stage].pop("autoscaling_config", None)
         d[stage]["num_replicas"] = 1
         d[stage]["ray_actor_options"]["num_gpus"] = 0
-    d["asr"].update(max_ongoing_requests=1, max_queued_requests=1,
-                    backpressure_config={"status_code": 429, "retry_after_s": 3},
-                    user_config={"max_batch_size": 1, "batch_wait_timeout_s": 0})
+    d["asr"].update(
+        max_ongoing_requests=1,
+        max_queued_requests=1,
+        backpressure_config={"status_code": 429, "retry_after_s": 3},
+        user_config={"max_batch_size": 1, "batch_wait_timeout_s": 0},
+    )
     serve.run(build_app(args), name="guarded", route_prefix="/guarded", blocking=False)
     url = f"{graph}/guarded"
     wait_healthy(url)
@@ -332,9 +348,15 @@ def test_overload_is_429_with_retry_after_then_recovers(guarded):
     answers: list[requests.Response] = []
 
     def send():
-        answers.append(requests.post(f"{guarded}/v1/audio/transcriptions", timeout=120,
-                                     headers={"Authorization": f"Bearer {key}"},
-                                     files={"file": ("long.flac", long)}, data={"model": "whisper-1"}))
+        answers.append(
+            requests.post(
+                f"{guarded}/v1/audio/transcriptions",
+                timeout=120,
+                headers={"Authorization": f"Bearer {key}"},
+                files={"file": ("long.flac", long)},
+                data={"model": "whisper-1"},
+            )
+        )
 
     threads = [threading.Thread(target=send) for _ in range(6)]
     for t in threads:
@@ -361,7 +383,7 @@ def test_readme_client_example_runs_as_written(graph):
     from conftest import ROOT
 
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### OpenAI-compatible API"):]
+    section = readme[readme.index("### OpenAI-compatible API") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(code.strip().splitlines()) == 3
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

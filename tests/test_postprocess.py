@@ -19,19 +19,29 @@ from pipeline.settings import LlmSettings
 
 
 def test_normalized_words_ignore_case_and_punctuation():
-    assert normalized_words("And so, my fellow Americans: ask not!") == \
-        ["and", "so", "my", "fellow", "americans", "ask", "not"]
+    assert normalized_words("And so, my fellow Americans: ask not!") == [
+        "and",
+        "so",
+        "my",
+        "fellow",
+        "americans",
+        "ask",
+        "not",
+    ]
     assert normalized_words("don't well-known") == ["dont", "well", "known"]
 
 
-@pytest.mark.parametrize("candidate,same", [
-    ("And so, my fellow Americans, ask not.", True),
-    ("and so my fellow americans ask not", True),
-    ("And so, my dear fellow Americans, ask not.", False),
-    ("And so my fellow Americans", False),
-    ("And so my fellow Americans ask not now", False),
-    ("And so my fellow citizens ask not", False),
-])
+@pytest.mark.parametrize(
+    "candidate,same",
+    [
+        ("And so, my fellow Americans, ask not.", True),
+        ("and so my fellow americans ask not", True),
+        ("And so, my dear fellow Americans, ask not.", False),
+        ("And so my fellow Americans", False),
+        ("And so my fellow Americans ask not now", False),
+        ("And so my fellow citizens ask not", False),
+    ],
+)
 def test_word_difference(candidate, same):
     diff = word_difference("and so my fellow americans ask not", candidate)
     assert (diff is None) == same
@@ -46,14 +56,17 @@ def test_summary_parses_plain_and_fenced_json():
     assert fenced.bullets == ["a", "b"]
 
 
-@pytest.mark.parametrize("raw,why", [
-    ("Here is a summary of the talk.", "not valid JSON"),
-    ('{"abstract": "x"}', "bullets"),
-    ('{"abstract": "x", "bullets": "one"}', "bullets"),
-    ('{"abstract": "", "bullets": ["a"]}', "abstract"),
-    ('{"abstract": "x", "bullets": ["a"], "extra": 1}', "extra"),
-    ('["abstract", "bullets"]', "shape"),
-])
+@pytest.mark.parametrize(
+    "raw,why",
+    [
+        ("Here is a summary of the talk.", "not valid JSON"),
+        ('{"abstract": "x"}', "bullets"),
+        ('{"abstract": "x", "bullets": "one"}', "bullets"),
+        ('{"abstract": "", "bullets": ["a"]}', "abstract"),
+        ('{"abstract": "x", "bullets": ["a"], "extra": 1}', "extra"),
+        ('["abstract", "bullets"]', "shape"),
+    ],
+)
 def test_bad_summaries_are_refused_with_a_reason(raw, why):
     with pytest.raises(SummaryFormatError, match=why):
         parse_summary(raw)
@@ -80,10 +93,12 @@ class ScriptedChat:
 
 
 def test_accepts_punctuation_that_keeps_the_words_and_a_valid_summary():
-    chat = ScriptedChat("And so, my fellow Americans: ask not.",
-                        '{"abstract": "A call to service.", "bullets": ["Ask not."]}')
-    result = PostProcessor(LlmSettings(), chat).run("and so my fellow americans ask not",
-                                                    punctuate=True, summarize=True)
+    chat = ScriptedChat(
+        "And so, my fellow Americans: ask not.", '{"abstract": "A call to service.", "bullets": ["Ask not."]}'
+    )
+    result = PostProcessor(LlmSettings(), chat).run(
+        "and so my fellow americans ask not", punctuate=True, summarize=True
+    )
     assert result.punctuation.applied and result.punctuation.text.startswith("And so,")
     assert result.summary.summary.bullets == ["Ask not."]
     assert result.tokens_in == 20 and result.tokens_out == 10
@@ -93,8 +108,9 @@ def test_accepts_punctuation_that_keeps_the_words_and_a_valid_summary():
 
 def test_rejects_changed_words_and_keeps_the_raw_text():
     chat = ScriptedChat("And so, my dear fellow Americans.")
-    result = PostProcessor(LlmSettings(), chat).run("and so my fellow americans", punctuate=True,
-                                                    summarize=False)
+    result = PostProcessor(LlmSettings(), chat).run(
+        "and so my fellow americans", punctuate=True, summarize=False
+    )
     assert not result.punctuation.applied and result.punctuation.text is None
     assert "word 4 changed from 'fellow' to 'dear'" in result.punctuation.reason
     assert result.punctuation.fallback == "words_changed"
@@ -103,8 +119,9 @@ def test_rejects_changed_words_and_keeps_the_raw_text():
 
 def test_too_long_transcripts_are_not_sent():
     chat = ScriptedChat()
-    result = PostProcessor(LlmSettings(max_transcript_tokens=16), chat).run("word " * 17, punctuate=True,
-                                                                           summarize=True)
+    result = PostProcessor(LlmSettings(max_transcript_tokens=16), chat).run(
+        "word " * 17, punctuate=True, summarize=True
+    )
     assert chat.calls == []
     assert "max_transcript_tokens" in result.punctuation.reason
     assert "max_transcript_tokens" in result.summary.reason
@@ -115,8 +132,9 @@ def test_the_real_tiny_llm_output_is_checked_not_trusted():
     settings = LlmSettings(model="tiny-random", max_summary_tokens=32)
     backend = TransformersChat(settings)
     assert backend.info().device == "cpu"
-    result = PostProcessor(settings, backend).run("and so my fellow americans ask not",
-                                                  punctuate=True, summarize=True)
+    result = PostProcessor(settings, backend).run(
+        "and so my fellow americans ask not", punctuate=True, summarize=True
+    )
     assert result.punctuation.applied is False and "changed the words" in result.punctuation.reason
     assert result.summary.summary is None and result.summary.reason
     assert (result.punctuation.fallback, result.summary.fallback) == ("words_changed", "unusable_answer")
@@ -161,8 +179,13 @@ def test_long_transcripts_are_cut_into_overlapping_chunks_that_fit():
 def test_chunked_punctuation_keeps_every_word_once_in_one_batched_call():
     chat = RuleChat(sentence_case)
     result = PostProcessor(LlmSettings(max_input_tokens=20, chunk_overlap_words=4), chat).run(
-        LONG, punctuate=True, summarize=False)
-    assert result.punctuation.applied and result.punctuation.reason is None and result.punctuation.fallback is None
+        LONG, punctuate=True, summarize=False
+    )
+    assert (
+        result.punctuation.applied
+        and result.punctuation.reason is None
+        and result.punctuation.fallback is None
+    )
     assert normalized_words(result.punctuation.text) == normalized_words(LONG)
     assert len(chat.calls) == 1 and len(chat.calls[0]) > 5, "all chunks in one batch"
 
@@ -172,9 +195,13 @@ def test_a_garbled_chunk_stays_raw_and_the_others_are_punctuated():
         return sentence_case(system, user.replace("w50", "fifty"))
 
     result = PostProcessor(LlmSettings(max_input_tokens=20, chunk_overlap_words=4), RuleChat(garble_w50)).run(
-        LONG, punctuate=True, summarize=False)
+        LONG, punctuate=True, summarize=False
+    )
     assert result.punctuation.applied
-    assert "changed the words in" in result.punctuation.reason and "'w50' to 'fifty'" in result.punctuation.reason
+    assert (
+        "changed the words in" in result.punctuation.reason
+        and "'w50' to 'fifty'" in result.punctuation.reason
+    )
     assert result.punctuation.fallback == "some_chunks_changed"
     assert normalized_words(result.punctuation.text) == normalized_words(LONG)
     assert "W1" in result.punctuation.text and "fifty" not in result.punctuation.text
@@ -188,7 +215,8 @@ def test_long_summaries_are_map_reduced():
 
     chat = RuleChat(summarize)
     result = PostProcessor(LlmSettings(max_input_tokens=40, chunk_overlap_words=4), chat).run(
-        LONG, punctuate=False, summarize=True)
+        LONG, punctuate=False, summarize=True
+    )
     map_calls = len(chat.calls[0])
     assert map_calls > 2
     first_reduce = chat.calls[1]

@@ -54,8 +54,13 @@ def kill(cutter, refs: list) -> None:
 
 
 def plan_of(refs: list, windows: int) -> AudioPlan:
-    return AudioPlan(duration_s=1.0, sample_rate=16000, refs=refs, upload=Upload(chunks=[], size=0),
-                     windows=[Window(i, i * 100, i * 100 + 4, 16000) for i in range(windows)])
+    return AudioPlan(
+        duration_s=1.0,
+        sample_rate=16000,
+        refs=refs,
+        upload=Upload(chunks=[], size=0),
+        windows=[Window(i, i * 100, i * 100 + 4, 16000) for i in range(windows)],
+    )
 
 
 def test_windows_lost_with_their_owner_are_cut_again_once(local_ray):
@@ -71,7 +76,9 @@ def test_windows_lost_with_their_owner_are_cut_again_once(local_ray):
     windows = _RecutWindows(plan, cut_again)
 
     async def run() -> list[float]:
-        return await asyncio.gather(*(windows.call(i, first_sample.remote, f"window {i}", []) for i in range(3)))
+        return await asyncio.gather(
+            *(windows.call(i, first_sample.remote, f"window {i}", []) for i in range(3))
+        )
 
     assert asyncio.run(run()) == [10.0, 11.0, 12.0], "each window, freshly cut"
     assert len(cuts) == 1, "cut again once for all three"

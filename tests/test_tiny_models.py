@@ -31,8 +31,9 @@ def test_generation_is_deterministic(generated, tmp_path):
     main([str(tmp_path)])
     assert _digest(generated / "whisper") == _digest(tmp_path / "whisper")
     assert _digest(generated / "llm") == _digest(tmp_path / "llm")
-    assert (generated / "whisper" / "tokenizer.json").read_text() == \
-        (tmp_path / "whisper" / "tokenizer.json").read_text()
+    assert (generated / "whisper" / "tokenizer.json").read_text() == (
+        tmp_path / "whisper" / "tokenizer.json"
+    ).read_text()
 
 
 def test_whisper_special_tokens_follow_the_real_layout(generated):
@@ -49,16 +50,20 @@ def test_whisper_special_tokens_follow_the_real_layout(generated):
     assert first_ts == ids("<|notimestamps|>") + 1 and ids("<|30.00|>") == first_ts + 1500
     # transformers finds timestamps as "everything after the last special token"
     assert tok.all_special_ids[-1] + 1 == first_ts
-    assert tok.decode([ids("<|1.00|>"), ids("Ġthe"), ids("<|2.00|>")], decode_with_timestamps=True) \
+    assert (
+        tok.decode([ids("<|1.00|>"), ids("Ġthe"), ids("<|2.00|>")], decode_with_timestamps=True)
         == "<|1.00|> the<|2.00|>"
+    )
 
 
 def test_whisper_generation_config_has_the_real_keys(generated):
     config = GenerationConfig.from_pretrained(generated / "whisper")
     tok = WhisperProcessor.from_pretrained(generated / "whisper").tokenizer
     assert config.lang_to_id["<|de|>"] == tok.convert_tokens_to_ids("<|de|>")
-    assert config.task_to_id == {"transcribe": tok.convert_tokens_to_ids("<|transcribe|>"),
-                                 "translate": tok.convert_tokens_to_ids("<|translate|>")}
+    assert config.task_to_id == {
+        "transcribe": tok.convert_tokens_to_ids("<|transcribe|>"),
+        "translate": tok.convert_tokens_to_ids("<|translate|>"),
+    }
     assert config.no_timestamps_token_id == tok.convert_tokens_to_ids("<|notimestamps|>")
     assert config.is_multilingual and config.alignment_heads
     model = WhisperForConditionalGeneration.from_pretrained(generated / "whisper")
@@ -67,8 +72,9 @@ def test_whisper_generation_config_has_the_real_keys(generated):
 
 def test_llm_has_a_chat_template(generated):
     tok = AutoTokenizer.from_pretrained(generated / "llm")
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                   add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     model = AutoModelForCausalLM.from_pretrained(generated / "llm")
     assert model.config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")

@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from audio_files import speech_and_silence, tone
+
 from pipeline.settings import AudioSettings
 from pipeline.vad import SpeechDetector, WindowPlanner
 from pipeline.windows import plan_speech_windows
@@ -37,9 +37,13 @@ def test_concurrent_calls_give_the_same_spans(detector):
 
 def test_windows_skip_long_silences_and_stay_within_30_s():
     s = SR
-    spans = [(0, 5 * s), (6 * s, 20 * s), (21 * s, 29 * s),  # short pauses: one window
-             (40 * s, 45 * s),                                # after an 11 s silence: a new window
-             (46 * s, 120 * s)]                               # 74 s of speech: split in 3
+    spans = [
+        (0, 5 * s),
+        (6 * s, 20 * s),
+        (21 * s, 29 * s),  # short pauses: one window
+        (40 * s, 45 * s),  # after an 11 s silence: a new window
+        (46 * s, 120 * s),
+    ]  # 74 s of speech: split in 3
     windows = plan_speech_windows(spans, s, window_s=30.0, max_gap_s=2.0)
     assert [w.index for w in windows] == list(range(len(windows)))
     assert all(0 < w.duration_s <= 30.0 for w in windows)

@@ -54,8 +54,9 @@ def test_gpu_memory_utilization_is_set_as_the_gpu_memory_fraction():
 
 
 def test_vllm_backend_is_built_from_the_replica_share(fake_vllm):
-    settings = LlmSettings(backend="vllm", model="Qwen/Qwen2.5-7B-Instruct",
-                           vllm_options={"max_model_len": 4096})
+    settings = LlmSettings(
+        backend="vllm", model="Qwen/Qwen2.5-7B-Instruct", vllm_options={"max_model_len": 4096}
+    )
     backend = load_chat_backend(settings, gpu_share=0.5)
     assert isinstance(backend, VllmChat)
     kwargs = _FakeLLM.instances[0].kwargs

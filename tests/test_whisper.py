@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_AUDIO
+
 from pipeline.audio import decode_audio
 from pipeline.errors import InvalidParameter
 from pipeline.settings import AsrSettings
@@ -31,8 +31,7 @@ def test_runs_on_cpu_in_float32_when_no_gpu(whisper):
 def test_batched_windows_give_absolute_ordered_segments_inside_each_window(whisper, speech):
     audio = np.concatenate([speech] * 5)  # 55 s -> 2 windows
     windows = plan_windows(audio.size, 16000, 30.0)
-    out = whisper.transcribe([WindowAudio(w.cut(audio), w.start_s, w.index) for w in windows],
-                             language="en")
+    out = whisper.transcribe([WindowAudio(w.cut(audio), w.start_s, w.index) for w in windows], language="en")
     assert [t.window for t in out] == [0, 1]
     for transcript, window in zip(out, windows):
         assert transcript.language == "en"
@@ -47,8 +46,9 @@ def test_batched_windows_give_absolute_ordered_segments_inside_each_window(whisp
 
 def test_batching_does_not_change_the_result(whisper, speech):
     one = whisper.transcribe([WindowAudio(speech, 0.0, 0)], language="en")
-    two = whisper.transcribe([WindowAudio(speech, 0.0, 0), WindowAudio(speech[::-1].copy(), 11.0, 1)],
-                             language="en")
+    two = whisper.transcribe(
+        [WindowAudio(speech, 0.0, 0), WindowAudio(speech[::-1].copy(), 11.0, 1)], language="en"
+    )
     assert one[0].segments == two[0].segments
 
 
@@ -72,7 +72,9 @@ def test_segment_times_are_clamped_to_a_short_window(whisper, speech):
     assert all(100.0 <= s.start <= s.end <= 102.0 for s in out[0].segments)
 
 
-@pytest.mark.parametrize("given,code", [("en", "en"), ("EN", "en"), ("German", "de"), (None, None), ("", None)])
+@pytest.mark.parametrize(
+    "given,code", [("en", "en"), ("EN", "en"), ("German", "de"), (None, None), ("", None)]
+)
 def test_normalize_language(given, code):
     assert normalize_language(given) == code
 
@@ -87,12 +89,20 @@ def test_word_times_come_from_cross_attention_alignment(whisper, speech):
     """Each word starts at the DTW time transformers gives its first token, not at an even split."""
     from pipeline.whisper import DecodeOptions
 
-    out = whisper.transcribe([WindowAudio(speech, 5.0, 0)], language="en",
-                             options=DecodeOptions(word_timestamps=True))
+    out = whisper.transcribe(
+        [WindowAudio(speech, 5.0, 0)], language="en", options=DecodeOptions(word_timestamps=True)
+    )
     features, mask = whisper._features([speech])
-    raw = whisper.model.generate(features, attention_mask=mask, generation_config=whisper.generation_config,
-                                 language="en", return_timestamps=True, return_segments=True,
-                                 return_token_timestamps=True, force_unique_generate_call=True)
+    raw = whisper.model.generate(
+        features,
+        attention_mask=mask,
+        generation_config=whisper.generation_config,
+        language="en",
+        return_timestamps=True,
+        return_segments=True,
+        return_token_timestamps=True,
+        force_unique_generate_call=True,
+    )
     aligned = {round(5.0 + float(t), 3) for seg in raw["segments"][0] for t in seg["token_timestamps"]}
     segments = out[0].segments
     words = [w for s in segments for w in s.words]
@@ -107,8 +117,9 @@ def test_word_times_come_from_cross_attention_alignment(whisper, speech):
 def test_segments_carry_whisper_decoding_metrics(whisper, speech):
     from pipeline.whisper import DecodeOptions, compression_ratio
 
-    out = whisper.transcribe([WindowAudio(speech, 30.0, 1)], language="en",
-                             options=DecodeOptions(temperature=0.5))
+    out = whisper.transcribe(
+        [WindowAudio(speech, 30.0, 1)], language="en", options=DecodeOptions(temperature=0.5)
+    )
     segments = out[0].segments
     text = "".join(s.text for s in segments)
     for seg in segments:
@@ -126,8 +137,11 @@ def test_a_long_prompt_keeps_its_end_and_special_token_text_is_plain(whisper, sp
     assert whisper.eos_token_id not in ids.tolist()
     assert len(ids) <= 1 + whisper.model.config.max_target_positions - whisper.settings.max_new_tokens - 4
     assert whisper.tokenizer.decode(ids[1:]).endswith("word last")
-    out = whisper.transcribe([WindowAudio(speech, 0.0, 0)], language="en",
-                             options=DecodeOptions(prompt="<|endoftext|> " + "word " * 1000))
+    out = whisper.transcribe(
+        [WindowAudio(speech, 0.0, 0)],
+        language="en",
+        options=DecodeOptions(prompt="<|endoftext|> " + "word " * 1000),
+    )
     assert out[0].segments
 
 

@@ -24,8 +24,14 @@ class Traffic:
     """``clients`` threads POSTing ``file`` to ``url``/v1/transcribe one request after another, each
     waiting at most ``timeout_s``; a refusal's ``Retry-After`` is honoured, as a client should."""
 
-    def __init__(self, url: str, file: tuple[str, bytes], fields: dict | None = None, clients: int = 3,
-                 timeout_s: float = 90):
+    def __init__(
+        self,
+        url: str,
+        file: tuple[str, bytes],
+        fields: dict | None = None,
+        clients: int = 3,
+        timeout_s: float = 90,
+    ):
         self.url, self.file, self.fields, self.timeout_s = url, file, fields or {}, timeout_s
         self.outcomes: list[Outcome] = []
         self.stop = threading.Event()
@@ -35,14 +41,19 @@ class Traffic:
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                r = requests.post(f"{self.url}/v1/transcribe", files={"file": self.file}, data=self.fields,
-                                  timeout=self.timeout_s)
+                r = requests.post(
+                    f"{self.url}/v1/transcribe",
+                    files={"file": self.file},
+                    data=self.fields,
+                    timeout=self.timeout_s,
+                )
                 try:
                     body = r.json()
                 except ValueError:
                     body = r.text
-                outcome = Outcome(started, time.monotonic() - started, r.status_code, body,
-                                  r.headers.get("retry-after"))
+                outcome = Outcome(
+                    started, time.monotonic() - started, r.status_code, body, r.headers.get("retry-after")
+                )
             except requests.RequestException as exc:
                 outcome = Outcome(started, time.monotonic() - started, type(exc).__name__, None)
             self.outcomes.append(outcome)
@@ -63,8 +74,9 @@ class Traffic:
         """Wait until ``done(outcomes so far)``; fail naming ``what`` after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while not done(list(self.outcomes)):
-            assert time.monotonic() < deadline, f"{what} within {timeout_s} s; outcomes: " + \
-                str([(o.status, o.body if o.status != 200 else "") for o in self.outcomes])
+            assert time.monotonic() < deadline, f"{what} within {timeout_s} s; outcomes: " + str(
+                [(o.status, o.body if o.status != 200 else "") for o in self.outcomes]
+            )
             time.sleep(0.5)
 
     def hanging(self) -> bool:
@@ -73,6 +85,9 @@ class Traffic:
 
     def counts(self) -> dict[str, int]:
         out = self.outcomes
-        return {"sent": len(out), "ok": sum(o.status == 200 for o in out),
-                "refused": sum(o.status in (429, 503) for o in out),
-                "failed": sum(o.status not in (200, 429, 503) for o in out)}
+        return {
+            "sent": len(out),
+            "ok": sum(o.status == 200 for o in out),
+            "refused": sum(o.status in (429, 503) for o in out),
+            "failed": sum(o.status not in (200, 429, 503) for o in out),
+        }
