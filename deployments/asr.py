@@ -14,9 +14,10 @@ from ray import serve
 from deployments.health import ModelProbe
 from deployments.metrics import AsrMetrics
 from deployments.placement import assigned_gpu_share, replica_placement
+from pipeline.decoding import DecodeOptions
 from pipeline.schemas import ModelInfo, WindowTranscript
 from pipeline.settings import AsrSettings
-from pipeline.whisper import DecodeOptions, WhisperTranscriber, WindowAudio
+from pipeline.whisper import WhisperTranscriber, WindowAudio
 from pipeline.windows import Window
 
 

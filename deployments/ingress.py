@@ -32,22 +32,9 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
 from deployments.api_key import ApiKeyAuth, api_keys_from
+from deployments.audio_plan import AudioPlan, Rejected, Upload
 from deployments.metrics import IngressMetrics, count_fallbacks
-from deployments.preprocess import AudioPlan, Rejected, Upload
-from deployments.protocol import (
-    ErrorResponse,
-    HealthResponse,
-    LivenessResponse,
-    ModelsResponse,
-    StageHealth,
-    WindowProgress,
-    error_body,
-)
-from deployments.request_log import RequestRecorder, note_request
-from deployments.upload_limit import UploadSizeLimit
-from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
-from pipeline.errors import InvalidParameter, ModelNotFound, SpeechgraphError
-from pipeline.openai_format import (
+from deployments.openai_protocol import (
     MEDIA_TYPES,
     Granularity,
     ModelCard,
@@ -60,7 +47,21 @@ from pipeline.openai_format import (
     output_text,
     render_openai,
 )
-from pipeline.postprocess import llm_unavailable, not_requested
+from deployments.protocol import (
+    ErrorResponse,
+    HealthResponse,
+    LivenessResponse,
+    ModelsResponse,
+    StageHealth,
+    WindowProgress,
+    error_body,
+)
+from deployments.request_log import RequestRecorder, note_request
+from deployments.upload_limit import UploadSizeLimit
+from pipeline.decoding import DecodeOptions
+from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
+from pipeline.errors import InvalidParameter, ModelNotFound, SpeechgraphError
+from pipeline.languages import normalize_language
 from pipeline.schemas import (
     PostprocessResult,
     StageNodes,
@@ -70,7 +71,6 @@ from pipeline.schemas import (
     WindowTranscript,
 )
 from pipeline.settings import PipelineSettings
-from pipeline.whisper import DecodeOptions, normalize_language
 
 log = logging.getLogger("ray.serve")
 
@@ -811,7 +811,7 @@ class IngressDeployment:
         if punctuate or summarize:
             post = await self._postprocess(transcript_text(segments), punctuate, summarize)
         else:
-            post = not_requested()
+            post = PostprocessResult.not_requested()
         finished = time.perf_counter()
         nodes = StageNodes(
             ingress=self.node_id,
@@ -865,7 +865,7 @@ class IngressDeployment:
         except (StageUnavailable, Overloaded) as exc:
             log.warning("post-processing skipped: %s", exc.code)
             reason = "at capacity" if isinstance(exc, Overloaded) else "no live replica"
-            result = llm_unavailable(reason, punctuate=punctuate, summarize=summarize)
+            result = PostprocessResult.llm_unavailable(reason, punctuate=punctuate, summarize=summarize)
             count_fallbacks(self.metrics.fallbacks, result)
             return result
 

@@ -1,68 +1,31 @@
 """Preprocessing stage: decode the upload, cut windows, put each window in the object store.
 
-The upload arrives as :class:`Upload`, the file's bytes in object-store chunks that the driver
-wrote as it read them from its spooled temporary file, so the driver never holds the whole file
-in its heap (#4). The stage returns a small :class:`AudioPlan` holding ``ObjectRef``s, so the
-driver routes windows to ASR replicas without ever holding the samples itself. The windows are
-owned by the replica that cut them (Ray 2.56 removed ``ray.put``'s ``_owner``), so they are lost if
-it dies before ASR fetched them: the plan carries its upload, and the driver cuts it again.
+The upload arrives as an :class:`Upload` and the stage answers with an :class:`AudioPlan` of
+window refs, or a :class:`Rejected` naming what is wrong with the file (see
+``deployments.audio_plan`` for why the messages look as they do).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 import av
 import numpy as np
 import ray
 from ray import serve
 
+from deployments.audio_plan import AudioPlan, Rejected, Upload
 from deployments.health import ModelProbe
 from deployments.metrics import PreprocessMetrics
 from deployments.placement import replica_placement
-from pipeline.audio import SAMPLE_RATE, AudioError, decode_audio
+from pipeline.audio import SAMPLE_RATE, decode_audio
+from pipeline.errors import AudioError
 from pipeline.schemas import ModelInfo
 from pipeline.settings import AudioSettings
 from pipeline.vad import WindowPlanner
-from pipeline.windows import Window
 
 log = logging.getLogger("ray.serve")
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """The upload is not usable audio. Returned rather than raised: a client's bad file is not a
-    replica failure, and must not be logged as one."""
-
-    error: AudioError
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded file as ``ObjectRef``s of consecutive uint8 chunks, in order."""
-
-    chunks: list[ray.ObjectRef]
-    size: int
-
-    def read(self) -> bytes:
-        """The file's bytes, joined once (the chunks themselves are zero-copy views)."""
-        return b"".join(memoryview(chunk) for chunk in ray.get(self.chunks))
-
-
-@dataclass(frozen=True)
-class AudioPlan:
-    """Decoded audio as refs: one ``ObjectRef`` (float32 samples) per window."""
-
-    duration_s: float
-    sample_rate: int
-    windows: list[Window]
-    refs: list[ray.ObjectRef]
-    upload: Upload
-    """What the windows were cut from (the driver's own objects), to cut again if they are lost."""
-    node_id: str | None = None
-    """The node whose object store holds the windows (the preprocess replica's)."""
 
 
 @serve.deployment(name="preprocess")

@@ -17,37 +17,9 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from pipeline.errors import SpeechgraphError
+from pipeline.errors import AudioTooLong, EmptyAudio, NoAudioStream, NotAudio, UndecodableAudio
 
 SAMPLE_RATE = 16_000
-
-
-class AudioError(SpeechgraphError):
-    """The upload cannot be turned into audio."""
-
-
-class EmptyAudio(AudioError):
-    code = "empty_file"
-
-
-class NotAudio(AudioError):
-    code = "unsupported_media"
-    status = 415
-
-
-class NoAudioStream(AudioError):
-    code = "no_audio_stream"
-    status = 415
-
-
-class UndecodableAudio(AudioError):
-    code = "undecodable_audio"
-    status = 422
-
-
-class AudioTooLong(AudioError):
-    code = "audio_too_long"
-    status = 413
 
 
 Source = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO

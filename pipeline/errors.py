@@ -1,8 +1,10 @@
-"""Typed errors that carry what the caller did wrong and what to do about it.
+"""Typed errors that say what the caller did wrong and what to do about it.
 
-Every error a request can cause is a :class:`SpeechgraphError` with a stable ``code`` and the
-HTTP ``status`` it maps to, so the HTTP layer turns it into a 4xx JSON body without guessing.
-Errors keep ``args == (message,)`` so they pickle across Ray processes unchanged.
+Every error a request can cause is a :class:`SpeechgraphError` with a stable ``code`` and, where
+one parameter is at fault, its ``param``. The core knows nothing of HTTP: the ingress maps each
+``code`` to its status (``deployments.http_errors``). Errors keep their constructor's ``args`` so
+they pickle across Ray processes unchanged. Apart from ``pipeline.audio`` so that a process
+without the decoder (the ingress) can receive one.
 """
 
 from __future__ import annotations
@@ -12,11 +14,7 @@ class SpeechgraphError(Exception):
     """Base class: a request that cannot be served as asked."""
 
     code: str = "invalid_request"
-    status: int = 400
-    type: str = "invalid_request_error"
     param: str | None = None
-    headers: dict[str, str] | None = None
-    """Extra HTTP headers for the answer (e.g. ``Retry-After``)."""
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -35,9 +33,33 @@ class InvalidParameter(SpeechgraphError):
         self.code = code
 
 
-class ModelNotFound(SpeechgraphError):
-    """The request names a model the service does not serve (it never loads one on demand)."""
+class AudioError(SpeechgraphError):
+    """The upload cannot be turned into audio."""
 
-    code = "model_not_found"
-    status = 404
-    param = "model"
+    param = "file"
+
+
+class EmptyAudio(AudioError):
+    code = "empty_file"
+
+
+class NotAudio(AudioError):
+    """Not an audio or video file (FFmpeg does not recognise it, or only guesses)."""
+
+    code = "unsupported_media"
+
+
+class NoAudioStream(AudioError):
+    """A media file without an audio track."""
+
+    code = "no_audio_stream"
+
+
+class UndecodableAudio(AudioError):
+    """An audio stream that does not decode (truncated or corrupt)."""
+
+    code = "undecodable_audio"
+
+
+class AudioTooLong(AudioError):
+    code = "audio_too_long"

@@ -18,12 +18,15 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from pipeline.llm import ChatBackend, ChatOutput
 from pipeline.schemas import FallbackReason, PostprocessResult, PunctuationResult, Summary, SummaryResult
 from pipeline.settings import LlmSettings
+
+if TYPE_CHECKING:  # the backend is passed in: this module runs no model itself
+    from pipeline.llm import ChatBackend, ChatOutput
 
 log = logging.getLogger(__name__)
 
@@ -102,31 +105,6 @@ def _parse_summaries(answers: list[str]) -> tuple[list[Summary], list[str]]:
     return parsed, problems
 
 
-def not_requested() -> PostprocessResult:
-    """The result when the caller asked for neither punctuation nor a summary."""
-    return PostprocessResult(
-        punctuation=PunctuationResult(applied=False, reason="not requested"),
-        summary=SummaryResult(reason="not requested"),
-    )
-
-
-def llm_unavailable(reason: str, *, punctuate: bool, summarize: bool) -> PostprocessResult:
-    """The result when the LLM could not be reached: the raw transcript stands, and says why."""
-    why = f"the LLM stage was unavailable ({reason}); the raw transcript is returned"
-    return PostprocessResult(
-        punctuation=(
-            PunctuationResult(applied=False, reason=why, fallback="llm_unavailable")
-            if punctuate
-            else PunctuationResult(applied=False, reason="not requested")
-        ),
-        summary=(
-            SummaryResult(reason=why, fallback="llm_unavailable")
-            if summarize
-            else SummaryResult(reason="not requested")
-        ),
-    )
-
-
 def drop_leading_words(text: str, count: int) -> str:
     """``text`` from its ``count``-th word on (words as :func:`normalized_words` counts them)."""
     if count <= 0:
@@ -160,7 +138,7 @@ class PostProcessor:
 
     def run(self, text: str, *, punctuate: bool, summarize: bool) -> PostprocessResult:
         if not (punctuate or summarize):
-            return not_requested()
+            return PostprocessResult.not_requested()
         used: list[ChatOutput] = []
         problem, code = self._input_problem(text)
         chunks = [] if problem else self.chunks(text)

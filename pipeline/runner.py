@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 from pipeline.audio import Source, decode_audio
 from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
+from pipeline.languages import normalize_language
 from pipeline.llm import load_chat_backend
 from pipeline.postprocess import PostProcessor
 from pipeline.schemas import StageTimings, Task, TranscriptionResult
 from pipeline.settings import PipelineSettings
 from pipeline.vad import WindowPlanner
-from pipeline.whisper import WhisperTranscriber, WindowAudio, normalize_language
+from pipeline.whisper import WhisperTranscriber, WindowAudio
 
 #: Called after each ASR batch with (windows done, windows total).
 ProgressCallback = Callable[[int, int], None]

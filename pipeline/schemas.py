@@ -118,6 +118,30 @@ class PostprocessResult(_Schema):
     node_id: str | None = None
     """The cluster node of the LLM replica that answered (filled in by the service)."""
 
+    @classmethod
+    def not_requested(cls) -> PostprocessResult:
+        """The result when the caller asked for neither punctuation nor a summary."""
+        return cls(
+            punctuation=PunctuationResult(applied=False, reason="not requested"),
+            summary=SummaryResult(reason="not requested"),
+        )
+
+    @classmethod
+    def llm_unavailable(cls, reason: str, *, punctuate: bool, summarize: bool) -> PostprocessResult:
+        """The result when the LLM could not be reached: the raw transcript stands, and says why."""
+        why = f"the LLM stage was unavailable ({reason}); the raw transcript is returned"
+        not_asked = "not requested"
+        return cls(
+            punctuation=PunctuationResult(
+                applied=False,
+                reason=why if punctuate else not_asked,
+                fallback="llm_unavailable" if punctuate else None,
+            ),
+            summary=SummaryResult(
+                reason=why if summarize else not_asked, fallback="llm_unavailable" if summarize else None
+            ),
+        )
+
 
 class StageNodes(_Schema):
     """The cluster nodes that ran a request's stages, by Ray node id (the service only). Audio

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
-from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
+from pipeline.decoding import DecodeOptions
 from pipeline.devices import (
     cap_cuda_memory,
     dtype_name,
@@ -38,7 +38,6 @@ from pipeline.devices import (
     resolve_device,
     resolve_dtype,
 )
-from pipeline.errors import InvalidParameter
 from pipeline.schemas import ModelInfo, Segment, Task, WindowTranscript, Word
 from pipeline.settings import AsrSettings
 from pipeline.tiny_models import resolve_model_path
@@ -49,38 +48,6 @@ log = logging.getLogger(__name__)
 # checkpoint's max_length, that Whisper's config carries suppress lists, and that the batched
 # features have no attention mask (Whisper features are all padded to 30 s): all expected here.
 logging.getLogger("transformers.generation.utils").setLevel(logging.ERROR)
-
-
-def normalize_language(language: str | None) -> str | None:
-    """Map a language code or English name (``en``, ``English``) to Whisper's code.
-
-    Raises :class:`InvalidParameter` naming the parameter for anything Whisper does not know.
-    """
-    if language is None or language.strip() == "":
-        return None
-    key = language.strip().lower()
-    if key in LANGUAGES:
-        return key
-    if key in TO_LANGUAGE_CODE:
-        return TO_LANGUAGE_CODE[key]
-    raise InvalidParameter(
-        f"Unknown language {language!r}. Give an ISO-639-1 code Whisper knows (e.g. 'en', 'de') "
-        "or leave it out to detect the language.",
-        param="language",
-    )
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How to decode; windows with equal options share one batched ``generate`` call."""
-
-    task: Task = "transcribe"
-    temperature: float = 0.0
-    """0 decodes greedily; above 0 samples at that temperature."""
-    prompt: str | None = None
-    """Text that came before (style, spelling of names), given to the decoder as previous text."""
-    word_timestamps: bool = False
-    """Also time each word (costs the cross-attention weights of the alignment heads)."""
 
 
 def compression_ratio(text: str) -> float:

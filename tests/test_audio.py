@@ -7,14 +7,14 @@ import pytest
 from audio_files import FORMATS, encode, tone, video_only_mp4
 from conftest import SHARED_AUDIO, clips
 
-from pipeline.audio import (
-    SAMPLE_RATE,
+from deployments.http_errors import http_status
+from pipeline.audio import SAMPLE_RATE, decode_audio
+from pipeline.errors import (
     AudioTooLong,
     EmptyAudio,
     NoAudioStream,
     NotAudio,
     UndecodableAudio,
-    decode_audio,
 )
 
 
@@ -51,13 +51,13 @@ def test_each_container_decodes(fmt):
 def test_empty_input():
     with pytest.raises(EmptyAudio) as info:
         decode_audio(b"", max_duration_s=10)
-    assert info.value.status == 400 and info.value.code == "empty_file"
+    assert http_status(info.value) == 400 and info.value.code == "empty_file"
 
 
 def test_not_audio():
     with pytest.raises(NotAudio) as info:
         decode_audio(b"plain text, not a media file\n" * 40, max_duration_s=10)
-    assert info.value.status == 415
+    assert http_status(info.value) == 415
 
 
 def test_video_without_audio_stream():
@@ -75,7 +75,7 @@ def test_truncated_file_is_refused():
 def test_too_long_is_refused_from_the_header():
     with pytest.raises(AudioTooLong) as info:
         decode_audio(SHARED_AUDIO / "jfk.wav", max_duration_s=5)
-    assert info.value.status == 413 and "limit is 5 s" in str(info.value)
+    assert http_status(info.value) == 413 and "limit is 5 s" in str(info.value)
 
 
 def test_too_long_is_refused_while_decoding_when_the_header_has_no_duration():

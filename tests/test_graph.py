@@ -203,7 +203,7 @@ def test_asr_and_llm_share_one_logical_gpu_and_run_on_cpu(graph):
 
 
 def test_driver_receives_object_refs_not_audio(graph):
-    from deployments.preprocess import Upload
+    from deployments.audio_plan import Upload
 
     handle = serve.get_deployment_handle("preprocess", app_name="speechgraph")
     data = (SHARED_AUDIO / "jfk.flac").read_bytes()

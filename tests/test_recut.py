@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import ray
 
+from deployments.audio_plan import AudioPlan, Upload
 from deployments.ingress import StageUnavailable, _RecutWindows
-from deployments.preprocess import AudioPlan, Upload
 from pipeline.windows import Window
 
 

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from conftest import SHARED_AUDIO
 
+from deployments.http_errors import http_status
 from pipeline.audio import decode_audio
 from pipeline.errors import InvalidParameter
+from pipeline.languages import normalize_language
 from pipeline.settings import AsrSettings
-from pipeline.whisper import WhisperTranscriber, WindowAudio, normalize_language
+from pipeline.whisper import WhisperTranscriber, WindowAudio
 from pipeline.windows import plan_windows
 
 
@@ -82,12 +84,12 @@ def test_normalize_language(given, code):
 def test_unknown_language_names_the_parameter():
     with pytest.raises(InvalidParameter) as info:
         normalize_language("xx")
-    assert info.value.param == "language" and info.value.status == 400
+    assert info.value.param == "language" and http_status(info.value) == 400
 
 
 def test_word_times_come_from_cross_attention_alignment(whisper, speech):
     """Each word starts at the DTW time transformers gives its first token, not at an even split."""
-    from pipeline.whisper import DecodeOptions
+    from pipeline.decoding import DecodeOptions
 
     out = whisper.transcribe(
         [WindowAudio(speech, 5.0, 0)], language="en", options=DecodeOptions(word_timestamps=True)
@@ -115,7 +117,8 @@ def test_word_times_come_from_cross_attention_alignment(whisper, speech):
 
 
 def test_segments_carry_whisper_decoding_metrics(whisper, speech):
-    from pipeline.whisper import DecodeOptions, compression_ratio
+    from pipeline.decoding import DecodeOptions
+    from pipeline.whisper import compression_ratio
 
     out = whisper.transcribe(
         [WindowAudio(speech, 30.0, 1)], language="en", options=DecodeOptions(temperature=0.5)
@@ -130,7 +133,7 @@ def test_segments_carry_whisper_decoding_metrics(whisper, speech):
 
 
 def test_a_long_prompt_keeps_its_end_and_special_token_text_is_plain(whisper, speech):
-    from pipeline.whisper import DecodeOptions
+    from pipeline.decoding import DecodeOptions
 
     ids = whisper._prompt_ids("<|endoftext|> " + "word " * 1000 + "last")
     assert ids[0] == whisper.prev_token_id

@@ -1,7 +1,7 @@
 """OpenAI's audio API shapes: response bodies for each ``response_format``, stream events, models.
 
 Kept apart from the HTTP handlers (as vLLM keeps its transcription protocol apart from serving)
-and Ray-free, so the shapes are tested without a cluster. Field names and types follow the
+and free of Ray, so the shapes are tested without a cluster. Field names and types follow the
 official ``openai`` SDK's types (``Transcription``, ``TranscriptionVerbose``,
 ``TranscriptionTextDeltaEvent``, ...): the SDK parses every answer into those. Post-processing
 results (``punctuation``, ``summary``) are extra keys, present only when a request asked for them,
@@ -14,9 +14,9 @@ import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
-from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from pipeline.formats import to_srt, to_vtt
+from pipeline.languages import language_name
 from pipeline.schemas import PunctuationResult, Segment, SummaryResult, TranscriptionResult, Word
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
@@ -111,10 +111,6 @@ class ModelCard(_Body):
 class ModelList(_Body):
     object: Literal["list"] = "list"
     data: list[ModelCard]
-
-
-def language_name(code: str) -> str:
-    return LANGUAGES.get(code, code)
 
 
 def output_text(result: TranscriptionResult) -> str:

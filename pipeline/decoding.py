@@ -1,0 +1,24 @@
+"""How a request asks Whisper to decode: the options that travel with every window to ASR.
+
+Apart from ``pipeline.whisper`` so that the ingress, which has no model, builds them without
+loading torch or transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.schemas import Task
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode; windows with equal options share one batched ``generate`` call."""
+
+    task: Task = "transcribe"
+    temperature: float = 0.0
+    """0 decodes greedily; above 0 samples at that temperature."""
+    prompt: str | None = None
+    """Text that came before (style, spelling of names), given to the decoder as previous text."""
+    word_timestamps: bool = False
+    """Also time each word (costs the cross-attention weights of the alignment heads)."""
