@@ -11,7 +11,6 @@ Needs matplotlib (``pip install -e ".[bench]"``).
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import sys
 import threading
@@ -19,11 +18,11 @@ import time
 from pathlib import Path
 
 import requests
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROOT, URL, machine, serve_and_measure, speech, wav_bytes, write_section
+from deployments.app_args import load_app_args
 
 CONFIG = ROOT / "configs" / "autoscaling-demo.yaml"
 STAGES = ("ingress", "preprocess", "asr", "postprocess")
@@ -44,9 +43,12 @@ def main() -> int:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     from ray import serve
+    from ray.serve.schema import ReplicaState
 
-    args = copy.deepcopy(yaml.safe_load(CONFIG.read_text())["applications"][0]["args"])
-    asr_scaling = args["deployments"]["asr"]["autoscaling_config"]
+    args = load_app_args(CONFIG)  # an invalid config fails here, before a cluster starts
+    asr_scaling = args.deployments.asr.autoscaling_config
+    if asr_scaling is None:
+        raise SystemExit(f"{CONFIG}: deployments.asr has no autoscaling_config; this benchmark needs one")
     audio = wav_bytes(speech(40))  # 40 s of speech and pauses: a few windows per request
     samples: list[tuple[float, dict[str, int], int]] = []
     in_flight = [0]
@@ -75,7 +77,7 @@ def main() -> int:
     def sample(stop: threading.Event, t0: float) -> None:
         while not stop.is_set():
             deployments = serve.status().applications["speechgraph"].deployments
-            running = {name: int(deployments[name].replica_states.get("RUNNING", 0)) for name in STAGES}
+            running = {name: deployments[name].replica_states.get(ReplicaState.RUNNING, 0) for name in STAGES}
             with lock:
                 samples.append((time.monotonic() - t0, running, in_flight[0]))
             stop.wait(1.0)
@@ -163,8 +165,8 @@ def main() -> int:
 {machine()}
 Command: `.venv/bin/python bench/autoscaling.py --burst-s {opts.burst_s:.0f} --clients {opts.clients}`.
 Config `configs/autoscaling-demo.yaml` (tiny models; ASR 1..3 replicas at 2 windows in flight
-each, `upscale_delay_s` {asr_scaling["upscale_delay_s"]:g}, `downscale_delay_s` {asr_scaling["downscale_delay_s"]:g},
-`look_back_period_s` {asr_scaling["look_back_period_s"]:g}). 10 s idle, then
+each, `upscale_delay_s` {asr_scaling.upscale_delay_s:g}, `downscale_delay_s`
+{asr_scaling.downscale_delay_s:g}, `look_back_period_s` {asr_scaling.look_back_period_s:g}). 10 s idle, then
 {opts.clients} clients send 40 s of speech one request after another for {opts.burst_s:.0f} s, then idle.
 
 {table}

@@ -3,7 +3,6 @@ and BENCHMARKS.md, where each benchmark rewrites only its own section."""
 
 from __future__ import annotations
 
-import copy
 import io
 import os
 import platform
@@ -11,10 +10,13 @@ import sys
 import time
 import wave
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import requests
-import yaml
+
+if TYPE_CHECKING:
+    from deployments.app_args import AppArgs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,8 +49,12 @@ def wav_bytes(audio: np.ndarray) -> bytes:
 
 
 def app_args(config: Path, *, asr_replicas: int, max_batch_size: int) -> dict:
-    raw = yaml.safe_load(config.read_text())
-    args = copy.deepcopy(raw["applications"][0]["args"])
+    """``config``'s app args with the default upload limits (4 h, 1 GiB), a fixed number of ASR
+    replicas and their batch size; a dict, so that a benchmark can change more before ``build_app``
+    validates it."""
+    from pipeline.settings import serve_config_args
+
+    args = serve_config_args(config)
     args["audio"].update(max_duration_s=4 * 3600, max_upload_mb=1024)
     asr = args["deployments"]["asr"]
     asr.pop("autoscaling_config", None)
@@ -79,16 +85,18 @@ def models_line() -> str:
     )
 
 
-def serve_and_measure(args: dict, work, warmup) -> list[float]:
+def serve_and_measure(args: dict | AppArgs, work, warmup) -> list[float]:
     import ray
     from ray import serve
 
     from deployments.app import build_app
+    from deployments.app_args import AppArgs
 
+    validated = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)  # before Ray starts
     ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": 8000})
-        serve.run(build_app(args), name="speechgraph", route_prefix="/")
+        serve.run(build_app(validated), name="speechgraph", route_prefix="/")
         deadline = time.monotonic() + 300
         while requests.get(f"{URL}/readyz", timeout=10).status_code != 200:
             if time.monotonic() > deadline:

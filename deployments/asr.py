@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from itertools import groupby
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from deployments.health import ModelProbe
+from deployments.app_args import AsrBatching
 from deployments.metrics import AsrMetrics
-from deployments.placement import assigned_gpu_share, replica_placement
+from deployments.placement import assigned_gpu_share
+from deployments.stage import StageReplica
 from pipeline.decoding import DecodeOptions
 from pipeline.schemas import ModelInfo, WindowTranscript
 from pipeline.settings import AsrSettings
 from pipeline.whisper import WhisperTranscriber, WindowAudio
 from pipeline.windows import Window
-
-
-class AsrBatching(BaseModel):
-    """The ASR deployment's ``user_config``: batching, changeable at run time."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    max_batch_size: int = Field(8, ge=1)
-    """Most windows in one ``generate`` call."""
-    batch_wait_timeout_s: float = Field(0.0, ge=0)
-    """How long a batch waits to fill up before it runs anyway. 0: a batch is whatever queued
-    while the previous one ran, so a lone window never waits (a 20 ms wait measured +55 ms per
-    request on the CPU bench), and under load batches still fill from the queue."""
 
 
 @dataclass
@@ -43,26 +29,19 @@ class _WindowRequest:
 
 
 @serve.deployment(name="asr")
-class AsrDeployment:
+class AsrDeployment(StageReplica):
     def __init__(self, settings: AsrSettings):
+        super().__init__("asr")
         self.transcriber = WhisperTranscriber(settings, gpu_share=assigned_gpu_share())
-        self.replica_id = serve.get_replica_context().replica_id.unique_id
-        self.node_id = replica_placement()["node_id"]
         self.windows_transcribed = 0
         self.metrics = AsrMetrics()
         self.metrics.model_load_seconds.set(self.transcriber.load_s)
-        self.probe = ModelProbe("asr", self._probe_model)
-        started = time.perf_counter()
-        self._probe_model()  # warm-up: the first request pays no first-call cost
-        self.warmup_s = time.perf_counter() - started
+        self.warm_up()
 
-    def _probe_model(self) -> None:
+    def probe_model(self) -> None:
         """A second of faint noise through language detection and generate: a real window's path."""
         noise = np.random.default_rng(0).normal(0, 0.003, 16000).astype(np.float32)
         self.transcriber.transcribe([WindowAudio(noise, 0.0)], language=None)
-
-    async def check_health(self) -> None:
-        await self.probe.check()
 
     def reconfigure(self, user_config: dict) -> None:
         batching = AsrBatching.model_validate(user_config or {})
@@ -77,7 +56,9 @@ class AsrDeployment:
     ) -> WindowTranscript:
         """Transcribe one window (``audio`` arrives resolved from the object store)."""
         transcript = await self._transcribe_batch(_WindowRequest(audio, window, language, options))
-        return transcript.model_copy(update={"replica_id": self.replica_id, "node_id": self.node_id})
+        return transcript.model_copy(
+            update={"replica_id": self.placement.replica_id, "node_id": self.placement.node_id}
+        )
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def _transcribe_batch(self, requests: list[_WindowRequest]) -> list[WindowTranscript]:
@@ -85,8 +66,8 @@ class AsrDeployment:
         # share a generate call; languages may differ within one.
         results: dict[int, WindowTranscript] = {}
         indexed = sorted(enumerate(requests), key=lambda item: repr(item[1].options))
-        for options, group in groupby(indexed, key=lambda item: item[1].options):
-            group = list(group)
+        for options, same_options in groupby(indexed, key=lambda item: item[1].options):
+            group = list(same_options)
             windows = [WindowAudio(r.audio, r.window.start_s, r.window.index) for _, r in group]
             out = await asyncio.to_thread(
                 self.transcriber.transcribe, windows, language=[r.language for _, r in group], options=options
@@ -94,7 +75,7 @@ class AsrDeployment:
             results.update(
                 {
                     i: transcript.model_copy(update={"batch_size": len(group)})
-                    for (i, _), transcript in zip(group, out)
+                    for (i, _), transcript in zip(group, out, strict=True)
                 }
             )
             self.windows_transcribed += len(group)
@@ -102,11 +83,5 @@ class AsrDeployment:
             self.probe.answered()
         return [results[i] for i in range(len(requests))]
 
-    def model_info(self) -> ModelInfo:
-        return self.transcriber.info().model_copy(
-            update={
-                **replica_placement(),
-                "windows_transcribed": self.windows_transcribed,
-                "warmup_s": self.warmup_s,
-            }
-        )
+    def loaded_model_info(self) -> ModelInfo:
+        return self.transcriber.info().model_copy(update={"windows_transcribed": self.windows_transcribed})

@@ -53,5 +53,3 @@ class AudioPlan:
     """What the windows were cut from (the driver's own objects), to cut again if they are lost."""
     node_id: str | None = None
     """The node whose object store holds the windows (the preprocess replica's)."""
-
-

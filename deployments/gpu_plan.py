@@ -1,26 +1,15 @@
-"""The GPU sharing plan: what each replica gets of a GPU, checked before anything is deployed, and
-printed for a node shape.
+"""The GPU plan for node shapes: how a config's replicas fit on GPU nodes, and the command that
+prints it.
 
-Ray's ``num_gpus`` fractions are logical. Ray packs replicas onto a GPU until their shares add up
-to 1.0, but nothing keeps a process inside its part of the GPU's memory: vLLM takes
-``gpu_memory_utilization`` of the *whole* GPU whatever its fraction (Ray issue #62553, vLLM #4242),
-and torch's caching allocator grows until the device is full. Two replicas sharing a GPU then
-fail with out-of-memory errors at load time, or worse under load. So the app builder refuses,
-naming the deployments and numbers:
+The checks of the sharing itself (shares within one GPU, memory fractions within the shares) are
+``deployments.gpu_shares``, run whenever app args are validated; here the same per-replica claims
+are packed onto nodes, first fit, to tell how many replicas a node holds and how many nodes the
+minimum and maximum replica counts need. ``deployments.rayservice`` packs them onto the
+RayService's worker groups the same way.
 
-- a ``num_gpus`` above 1 that is not a whole number (a replica holds a part of one GPU, or whole GPUs);
-- stages listed in ``deployments.share_gpu`` whose shares add up to more than 1.0 (one replica of
-  each could never sit on one GPU);
-- a replica whose memory fraction is above its share: ``asr.gpu_memory_fraction`` or
-  ``llm.gpu_memory_fraction`` (the torch cap, or vLLM's ``gpu_memory_utilization``);
-- the vLLM backend without a GPU.
-
-With every fraction at most its share, the replicas on one GPU can never ask for more than the
-GPU's memory between them, because Ray keeps their shares within 1.0.
-
-``python -m deployments.gpu_plan serve_config.yaml --node 1xH100-80GB --node 8xH100-80GB`` prints
-the plan for those node shapes: the memory each replica gets, how many fit on one node, and how
-many nodes the minimum and maximum replica counts need.
+``python -m deployments.gpu_plan serve_config.yaml --node 1xH100-80GB --node 8xH100-80GB`` checks
+a config and prints the plan for those node shapes: the memory each replica gets, how many fit on
+one node, and how many nodes the minimum and maximum replica counts need.
 """
 
 from __future__ import annotations
@@ -29,137 +18,15 @@ import argparse
 import math
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import yaml
+from pydantic import ValidationError
 
-from pipeline.devices import memory_fraction
-
-if TYPE_CHECKING:
-    from deployments.app import AppArgs
-
-STAGES = ("ingress", "preprocess", "asr", "postprocess")
-
-
-class GpuPlanError(ValueError):
-    """The config's GPU sharing cannot work; the message lists every problem found."""
-
-
-@dataclass(frozen=True)
-class StageGpu:
-    """One stage's claim on GPUs, per replica."""
-
-    stage: str
-    num_gpus: float
-    num_cpus: float
-    memory_fraction: float | None
-    """The most of one GPU's memory a replica may use (``None``: no GPU)."""
-    memory_kind: str
-    """What enforces it: the torch allocator cap, or vLLM's ``gpu_memory_utilization``."""
-    min_replicas: int
-    max_replicas: int
-
-    @property
-    def share(self) -> Fraction:
-        return _fraction(self.num_gpus)
-
-
-def _fraction(value: float) -> Fraction:
-    # Ray keeps resource amounts to 4 decimal places; exact arithmetic keeps 0.1 + 0.2 <= 0.3.
-    return Fraction(value).limit_denominator(10_000)
-
-
-def _replica_range(options) -> tuple[int, int]:
-    if options.autoscaling_config is not None:
-        config = options.autoscaling_config
-        return config.min_replicas, config.max_replicas
-    if options.num_replicas == "auto":  # Serve's defaults for "auto"
-        return 1, 100
-    n = options.num_replicas if options.num_replicas is not None else 1
-    return n, n
-
-
-def gpu_stages(args: AppArgs) -> list[StageGpu]:
-    """Every stage's GPU share, CPUs, memory fraction and replica range, in graph order."""
-    result = []
-    for stage in STAGES:
-        options = getattr(args.deployments, stage)
-        actor = options.ray_actor_options
-        share = actor.num_gpus or 0.0
-        fraction, kind = None, "-"
-        if stage == "asr":
-            fraction, kind = memory_fraction(share, args.asr.gpu_memory_fraction), "torch cap"
-        elif stage == "postprocess" and args.llm.backend == "vllm":
-            fraction = memory_fraction(share, args.llm.gpu_memory_fraction, args.llm.gpu_memory_margin)
-            kind = "vLLM utilization"
-        elif stage == "postprocess":
-            fraction, kind = memory_fraction(share, args.llm.gpu_memory_fraction), "torch cap"
-        if not share:
-            fraction, kind = None, "-"
-        low, high = _replica_range(options)
-        result.append(
-            StageGpu(
-                stage, share, actor.num_cpus if actor.num_cpus is not None else 1.0, fraction, kind, low, high
-            )
-        )
-    return result
-
-
-def gpu_plan_problems(args: AppArgs) -> list[str]:
-    """What is wrong with the config's GPU sharing, one sentence each (empty when nothing is)."""
-    stages = {s.stage: s for s in gpu_stages(args)}
-    problems = []
-    for s in stages.values():
-        if s.num_gpus > 1 and s.share.denominator != 1:
-            problems.append(
-                f"deployments.{s.stage}: num_gpus {s.num_gpus} is above 1 and not whole; a replica "
-                "holds a part of one GPU (below 1) or whole GPUs (1, 2, ...)."
-            )
-        if s.memory_fraction is not None and _fraction(s.memory_fraction) > min(s.share, 1):
-            setting = "asr" if s.stage == "asr" else "llm"
-            what = (
-                "vLLM's gpu_memory_utilization"
-                if s.memory_kind.startswith("vLLM")
-                else "its torch memory cap"
-            )
-            problems.append(
-                f"deployments.{s.stage}: {what} {s.memory_fraction} ({setting}.gpu_memory_fraction) is "
-                f"more than its num_gpus share {s.num_gpus}: it could take memory Ray gave to the replica "
-                f"sharing its GPU. Set {setting}.gpu_memory_fraction to at most {min(s.num_gpus, 1.0)}, "
-                "or leave it out to follow the share."
-            )
-    if args.llm.backend == "vllm" and not stages["postprocess"].num_gpus:
-        problems.append(
-            "deployments.postprocess: llm.backend is 'vllm', which needs a GPU, but its "
-            "ray_actor_options.num_gpus is 0; give it a GPU share or use backend 'transformers'."
-        )
-    shared = [stages[name] for name in args.deployments.share_gpu]
-    for s in shared:
-        if not 0 < s.num_gpus < 1:
-            problems.append(
-                f"deployments.share_gpu lists {s.stage}, whose num_gpus is {s.num_gpus}: "
-                "only replicas with a fraction of a GPU (between 0 and 1) can share one."
-            )
-    total = sum((s.share for s in shared), Fraction(0))
-    if len(shared) > 1 and total > 1:
-        parts = " + ".join(f"{s.stage} {s.num_gpus}" for s in shared)
-        problems.append(
-            f"deployments.share_gpu: one replica each of {', '.join(s.stage for s in shared)} must fit "
-            f"on one GPU, but their num_gpus add up to {float(total):g} ({parts}), more than 1.0. "
-            "Lower their ray_actor_options.num_gpus."
-        )
-    return problems
-
-
-def check_gpu_plan(args: AppArgs) -> None:
-    """Raise :class:`GpuPlanError` naming every problem of the config's GPU sharing."""
-    problems = gpu_plan_problems(args)
-    if problems:
-        raise GpuPlanError("The GPU sharing plan cannot work:\n- " + "\n- ".join(problems))
-
+from deployments.app_args import AppArgs, load_app_args
+from deployments.gpu_shares import StageGpu
 
 # --- the plan for a node shape --------------------------------------------------------------------
 
@@ -187,7 +54,8 @@ class NodeShape:
     def __str__(self) -> str:
         cpus = f", {self.cpus:g} CPUs" if self.cpus is not None else ", CPUs not limited"
         gpus = f"{self.gpus} GPU{'s' * (self.gpus != 1)}"
-        return f"{self.gpus}x{self.gpu_name}-{self.gpu_memory_gb:g}GB ({gpus} of {self.gpu_memory_gb:g} GB{cpus})"
+        memory = f"{self.gpu_memory_gb:g}GB"
+        return f"{self.gpus}x{self.gpu_name}-{memory} ({gpus} of {self.gpu_memory_gb:g} GB{cpus})"
 
 
 @dataclass
@@ -238,7 +106,7 @@ def _place(nodes: list[_Node], items: list[StageGpu], shape: NodeShape) -> bool:
 
 
 def pack(
-    stages: list[StageGpu], counts: dict[str, int], shape: NodeShape, share_gpu: list[str]
+    stages: list[StageGpu], counts: dict[str, int], shape: NodeShape, share_gpu: Sequence[str]
 ) -> list[_Node] | None:
     """Nodes of ``shape`` holding ``counts`` replicas per stage, first fit: one replica of each
     ``share_gpu`` stage together on a GPU as long as all of them have replicas left, then the
@@ -248,7 +116,7 @@ def pack(
     nodes: list[_Node] = []
     group = [by_name[name] for name in share_gpu if name in by_name and left.get(name)]
     if sum((s.share for s in group), Fraction(0)) > 1:
-        group = []  # not a set that fits one GPU (check_gpu_plan refuses such a config)
+        group = []  # not a set that fits one GPU (AppArgs refuses such a config)
     while len(group) > 1 and all(left[s.stage] for s in group):
         if not _place(nodes, group, shape):
             return None
@@ -273,7 +141,7 @@ def _per_node(stages: list[StageGpu], shape: NodeShape) -> int:
 def describe_plan(args: AppArgs, shapes: list[NodeShape]) -> str:
     """The plan as text: per stage what a replica gets, per node shape what fits and how many
     nodes the replica ranges need."""
-    every_stage = gpu_stages(args)
+    every_stage = args.gpu_stages()
     stages = [s for s in every_stage if s.num_gpus]
     cpu_only = [s.stage for s in every_stage if not s.num_gpus]
     share_gpu = list(args.deployments.share_gpu)
@@ -298,8 +166,9 @@ def describe_plan(args: AppArgs, shapes: list[NodeShape]) -> str:
         sets = _per_node([s for s in stages if s.stage in share_gpu], shape) if len(share_gpu) > 1 else None
         for s in stages:
             gb = s.memory_fraction * shape.gpu_memory_gb if s.memory_fraction is not None else None
+            each = "each " if s.num_gpus > 1 else ""
             memory = (
-                f"{s.memory_fraction:.2f} of {'each ' if s.num_gpus > 1 else ''}GPU = {gb:.1f} GB ({s.memory_kind})"
+                f"{s.memory_fraction:.2f} of {each}GPU = {gb:.1f} GB ({s.memory_kind})"
                 if gb is not None
                 else "-"
             )
@@ -328,8 +197,6 @@ def describe_plan(args: AppArgs, shapes: list[NodeShape]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from deployments.app import AppArgs
-
     parser = argparse.ArgumentParser(
         prog="python -m deployments.gpu_plan",
         description="Check a Serve config's GPU sharing and print how its replicas fit on GPU nodes.",
@@ -350,13 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         help="node shape COUNTxGPU-MEMORYGB[:CPUS]; repeatable (default: 1xH100-80GB and 8xH100-80GB)",
     )
     options = parser.parse_args(argv)
-    raw = yaml.safe_load(options.config.read_text())
-    args = AppArgs.model_validate(raw["applications"][0]["args"])
-    problems = gpu_plan_problems(args)
-    if problems:
-        print(f"{options.config}: the GPU sharing plan cannot work:", file=sys.stderr)
-        for problem in problems:
-            print(f"- {problem}", file=sys.stderr)
+    try:
+        args = load_app_args(options.config)
+    except ValidationError as error:
+        print(f"{options.config}: the app args are not valid:", file=sys.stderr)
+        for problem in error.errors():
+            where = ".".join(map(str, problem["loc"]))
+            print(f"{where or 'args'}: {problem['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 1
+    except ValueError as error:  # not a Serve config; the message names the file
+        print(error, file=sys.stderr)
         return 1
     shapes = options.nodes or [NodeShape.parse("1xH100-80GB"), NodeShape.parse("8xH100-80GB")]
     print(f"GPU plan of {options.config}")

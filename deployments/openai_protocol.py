@@ -17,18 +17,23 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.formats import to_srt, to_vtt
 from pipeline.languages import language_name
-from pipeline.schemas import PunctuationResult, Segment, SummaryResult, TranscriptionResult, Word
+from pipeline.schemas import (
+    PunctuationResult,
+    Segment,
+    SummaryResult,
+    TokenLogprob,
+    TranscriptionResult,
+    Word,
+)
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Granularity = Literal["word", "segment"]
 
-#: Media type of each response format.
+#: Media type of each text response format: OpenAI sends subtitles as plain text too.
 MEDIA_TYPES: dict[str, str] = {
-    "json": "application/json",
-    "verbose_json": "application/json",
     "text": "text/plain; charset=utf-8",
-    "srt": "application/x-subrip; charset=utf-8",
-    "vtt": "text/vtt; charset=utf-8",
+    "srt": "text/plain; charset=utf-8",
+    "vtt": "text/plain; charset=utf-8",
 }
 
 
@@ -55,6 +60,9 @@ class TranscriptionJson(_Postprocessed):
     """``response_format=json``."""
 
     text: str
+    logprobs: list[TokenLogprob] | None = None
+    """Only with ``include[]=logprobs``: each text token of ``text`` (Whisper's, before any
+    punctuation) with its log-probability, in order."""
     usage: DurationUsage | None = None
 
 
@@ -144,8 +152,10 @@ def render_openai(
     granularities: frozenset[str] = frozenset(),
     punctuate: bool = False,
     summarize: bool = False,
+    logprobs: list[TokenLogprob] | None = None,
 ) -> dict | str:
-    """The response body: a JSON-able dict for ``json``/``verbose_json``, else text."""
+    """The response body: a JSON-able dict for ``json``/``verbose_json``, else text (its media
+    type in :data:`MEDIA_TYPES`). ``logprobs`` go into ``json`` when given."""
     if response_format == "text":
         return output_text(result) + "\n"
     if response_format == "srt":
@@ -154,7 +164,9 @@ def render_openai(
         return to_vtt(result.segments)
     extra = _postprocessed(result, punctuate, summarize)
     if response_format == "json":
-        return _dump(TranscriptionJson(text=output_text(result), usage=_usage(result), **extra))
+        return _dump(
+            TranscriptionJson(text=output_text(result), logprobs=logprobs, usage=_usage(result), **extra)
+        )
     with_segments = "segment" in granularities or not granularities
     body = TranscriptionVerboseJson(
         task=result.task,

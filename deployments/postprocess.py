@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 from ray import serve
 
 from deployments.health import ModelProbe
 from deployments.metrics import PostprocessMetrics
-from deployments.placement import assigned_gpu_share, replica_placement
+from deployments.placement import assigned_gpu_share
+from deployments.stage import StageReplica
 from pipeline.llm import ChatBackend, ChatOutput, Conversation, load_chat_backend
 from pipeline.postprocess import PostProcessor
 from pipeline.schemas import ModelInfo, PostprocessResult
@@ -47,21 +47,19 @@ class _OneCallAtATime:
 
 
 @serve.deployment(name="postprocess")
-class PostprocessDeployment:
+class PostprocessDeployment(StageReplica):
     def __init__(self, settings: LlmSettings):
-        self.probe = ModelProbe("postprocess", self._probe_model)
+        super().__init__("postprocess")
         self.backend = _OneCallAtATime(
             load_chat_backend(settings, gpu_share=assigned_gpu_share()), self.probe
         )
         self.postprocessor = PostProcessor(settings, self.backend)
         self.metrics = PostprocessMetrics()
-        self.node_id = replica_placement()["node_id"]
         self.metrics.model_load_seconds.set(self.backend.info().load_s)
-        started = time.perf_counter()
-        self._probe_model()  # warm-up: the first request pays no first-call cost
-        self.warmup_s = time.perf_counter() - started
+        self.warm_up()
 
-    def _probe_model(self) -> None:
+    def probe_model(self) -> None:
+        """One token for a one-line prompt, in turn with real calls but not counted as one."""
         self.backend.chat_unrecorded([PROBE], max_new_tokens=1)
 
     async def __call__(self, text: str, punctuate: bool, summarize: bool) -> PostprocessResult:
@@ -69,10 +67,7 @@ class PostprocessDeployment:
             self.postprocessor.run, text, punctuate=punctuate, summarize=summarize
         )
         self.metrics.record_result(result)
-        return result.model_copy(update={"node_id": self.node_id})
+        return result.model_copy(update={"node_id": self.placement.node_id})
 
-    async def check_health(self) -> None:
-        await self.probe.check()
-
-    def model_info(self) -> ModelInfo:
-        return self.backend.info().model_copy(update={**replica_placement(), "warmup_s": self.warmup_s})
+    def loaded_model_info(self) -> ModelInfo:
+        return self.backend.info()

@@ -16,9 +16,8 @@ import ray
 from ray import serve
 
 from deployments.audio_plan import AudioPlan, Rejected, Upload
-from deployments.health import ModelProbe
 from deployments.metrics import PreprocessMetrics
-from deployments.placement import replica_placement
+from deployments.stage import StageReplica
 from pipeline.audio import SAMPLE_RATE, decode_audio
 from pipeline.errors import AudioError
 from pipeline.schemas import ModelInfo
@@ -29,19 +28,16 @@ log = logging.getLogger("ray.serve")
 
 
 @serve.deployment(name="preprocess")
-class PreprocessDeployment:
+class PreprocessDeployment(StageReplica):
     def __init__(self, settings: AudioSettings):
+        super().__init__("preprocess")
         self.settings = settings
         self.planner = WindowPlanner(settings)
         self.metrics = PreprocessMetrics()
-        self.node_id = replica_placement()["node_id"]
-        # VAD over half a second of silence: Silero answers (the decoder has no model to wedge).
-        self.probe = ModelProbe(
-            "preprocess", lambda: self.planner.plan(np.zeros(8000, np.float32), SAMPLE_RATE)
-        )
 
-    async def check_health(self) -> None:
-        await self.probe.check()
+    def probe_model(self) -> None:
+        """VAD over half a second of silence: Silero answers (the decoder has no model to wedge)."""
+        self.planner.plan(np.zeros(8000, np.float32), SAMPLE_RATE)
 
     async def __call__(self, upload: Upload) -> AudioPlan | Rejected:
         try:
@@ -59,7 +55,7 @@ class PreprocessDeployment:
             windows=windows,
             refs=refs,
             upload=upload,
-            node_id=self.node_id,
+            node_id=self.placement.node_id,
         )
 
     def _decode(self, upload: Upload):
@@ -67,7 +63,7 @@ class PreprocessDeployment:
             upload.read(), max_duration_s=self.settings.max_duration_s, sample_rate=SAMPLE_RATE
         )
 
-    def model_info(self) -> ModelInfo:
+    def loaded_model_info(self) -> ModelInfo:
         return ModelInfo(
             stage="preprocess",
             model=f"pyav-{av.__version__}+{self.planner.method}",
@@ -75,5 +71,4 @@ class PreprocessDeployment:
             device="cpu",
             dtype="float32",
             load_s=0.0,
-            **replica_placement(),
         )

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.settings import application_args
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,11 +43,10 @@ def embed(manifest: str, key: str, config: str) -> str:
     """``manifest`` with the block under its one ``key: |`` line replaced by ``config``."""
     lines = manifest.splitlines(keepends=True)
     pattern = re.compile(rf"^(\s*)(- )?{re.escape(key)}: \|\s*$")
-    found = [i for i, line in enumerate(lines) if pattern.match(line)]
+    found = [(i, match) for i, line in enumerate(lines) if (match := pattern.match(line))]
     if len(found) != 1:
         raise ValueError(f"expected one '{key}: |' line in the manifest, found {len(found)}")
-    start = found[0]
-    match = pattern.match(lines[start])
+    [(start, match)] = found
     indent = " " * (len(match[1]) + len(match[2] or "") + 2)
     end = start + 1
     while end < len(lines) and (not lines[end].strip() or lines[end].startswith(indent)):
@@ -101,10 +102,11 @@ def ray_groups(rayservice: dict) -> list[RayGroup]:
 def resource_problems(rayservice: dict) -> list[str]:
     """Where the RayService's groups and its Serve config disagree, one sentence each: a group's
     Ray ``num-gpus`` that is not its ``nvidia.com/gpu`` limit, Ray CPUs above the container's, a
-    head with GPUs, a deployment no group can hold, or maximum replicas that the groups'
-    ``maxReplicas`` pods cannot hold."""
-    from deployments.app import AppArgs
-    from deployments.gpu_plan import NodeShape, gpu_plan_problems, gpu_stages, pack
+    head with GPUs, app args that are not valid (GPU sharing that cannot work included), a
+    deployment no group can hold, or maximum replicas that the groups' ``maxReplicas`` pods cannot
+    hold."""
+    from deployments.app_args import AppArgs
+    from deployments.gpu_plan import NodeShape, pack
 
     problems = []
     cluster = rayservice["spec"]["rayClusterConfig"]
@@ -129,10 +131,12 @@ def resource_problems(rayservice: dict) -> list[str]:
     if groups[0].gpus:
         problems.append('head: Ray sees GPUs on the head (set rayStartParams num-gpus to "0")')
     serve_config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
-    args = AppArgs.model_validate(serve_config["applications"][0]["args"])
-    problems += gpu_plan_problems(args)
+    try:
+        args = AppArgs.model_validate(application_args(serve_config, "spec.serveConfigV2"))
+    except ValueError as error:  # pydantic's ValidationError included: it names every problem
+        return [*problems, f"spec.serveConfigV2: {error}"]
     demand: dict[str, list] = {}
-    for stage in gpu_stages(args):
+    for stage in args.gpu_stages():
         selector = getattr(args.deployments, stage.stage).ray_actor_options.label_selector or {}
         fits = [
             g

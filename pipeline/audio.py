@@ -5,12 +5,33 @@ Why PyAV: it bundles FFmpeg's demuxers, decoders and resampler in the wheel, so 
 per request. Decoding is streamed frame by frame through one resampler, so the duration limit is
 enforced while decoding: an over-long upload is refused as soon as it passes the limit, not after
 all of it has been expanded into memory.
+
+FFmpeg opens anything it can guess. A container announces itself (RIFF, fLaC, OggS, ftyp, EBML);
+a raw elementary stream (mp3, ADTS aac, ac3, eac3, LOAS) has no header, and FFmpeg picks one when
+a few byte pairs look like frame sync words. Text does that: cp1251 writes 'я' as 0xFF, so a
+Russian text starting 'яс' opens as ADTS aac, and a fixed-width log with 'яя ' (an MPEG-1 Layer I
+header, 68-byte frames) in one column of its 68-byte lines chains into a stream that decodes to
+noise. So a raw stream is audio only if its first frames hold together as an encoder writes them
+(each packet begins with the format's sync word and starts where the previous one ended, the first
+where the payload starts: after ID3v2 tags and zero padding, and for mp3 the Xing/Info frame
+FFmpeg reads as a header) and if it decodes to some audio. That is the mark of a confident guess
+in FFmpeg's own mp3 probe (frames chained from the start), checked on the packets the decode
+demuxes anyway: no second pass, and nothing for a file in a container. A raw stream cut
+mid-frame is refused like text; FFmpeg too only guesses it weakly. Why not FFmpeg's own verdict:
+PyAV does not expose the probe score; the "misdetection possible" warning reaches
+``av.logging.Capture`` only once ``av.logging.set_level`` installs a process-wide log callback;
+that warning also fires for real MP3s shorter than 7 frames, and not for the same log at 68 KB,
+which FFmpeg scores 50. DTS, TrueHD and MLP are not checked: sync words planted in junk never
+passed their probes. A file that is a well-formed frame chain from its first byte stays audio:
+only its content could tell.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,8 +42,31 @@ from pipeline.errors import AudioTooLong, EmptyAudio, NoAudioStream, NotAudio, U
 
 SAMPLE_RATE = 16_000
 
+#: Raw elementary streams, which FFmpeg only guesses from their bytes, and the sync word each of
+#: their frames begins with: (mask, value) over the frame's first two bytes.
+FRAME_SYNC: dict[str, tuple[int, int]] = {
+    "mp3": (0xFFE0, 0xFFE0),  # MPEG audio layers I-III: 11 set bits
+    "aac": (0xFFF6, 0xFFF0),  # ADTS: 12 set bits, then layer 00
+    "ac3": (0xFFFF, 0x0B77),
+    "eac3": (0xFFFF, 0x0B77),
+    "loas": (0xFFE0, 0x56E0),  # LOAS: 0x2B7 in 11 bits
+}
+#: Raw streams FFmpeg guesses but has no decoder for: never audio here.
+UNDECODABLE_RAW = frozenset({"ac4"})
+#: How many leading frames of a raw stream must hold together (FFmpeg's mp3 probe trusts 7).
+FRAMES_CHECKED = 8
+_INFO_TAGS = (b"Xing", b"Info", b"VBRI")
 
 Source = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
+_FORMATS_HINT = "Send wav, flac, mp3, ogg/opus, m4a or webm."
+_CUT_HINT = (
+    "Send wav, flac, mp3, ogg/opus, m4a or webm; if it is a recording cut out of a longer stream, "
+    "re-encode it (e.g. to flac) first."
+)
+
+
+def _name(source: Source) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else "The upload"
 
 
 def _open(source: Source) -> av.container.InputContainer:
@@ -30,22 +74,21 @@ def _open(source: Source) -> av.container.InputContainer:
         if len(source) == 0:
             raise EmptyAudio("The uploaded file is empty (0 bytes). Send an audio file.")
         fileobj: str | BinaryIO = io.BytesIO(source)
-        name = "The upload"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"No such audio file: {path}")
         if path.stat().st_size == 0:
             raise EmptyAudio(f"{path} is empty (0 bytes). Give an audio file.")
-        fileobj, name = str(path), str(path)
+        fileobj = str(path)
     else:
-        fileobj, name = source, "The upload"
+        fileobj = source
     try:
         return av.open(fileobj, mode="r", metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise NotAudio(
-            f"{name} is not a recognised audio or video file ({exc.__class__.__name__}). "
-            "Send wav, flac, mp3, ogg/opus, m4a or webm."
+            f"{_name(source)} is not a recognised audio or video file ({exc.__class__.__name__}). "
+            + _FORMATS_HINT
         ) from None
 
 
@@ -63,6 +106,16 @@ def decode_audio(source: Source, *, max_duration_s: float, sample_rate: int = SA
                 "Send a file with an audio track."
             )
         stream = container.streams.audio[0]
+        guessed = container.format.name in FRAME_SYNC or container.format.name in UNDECODABLE_RAW
+        if stream.codec_context is None:
+            if guessed:
+                raise NotAudio(_guessed(source, container.format, "FFmpeg has no decoder for it"))
+            raise UndecodableAudio(
+                f"The file's audio codec has no decoder here ({container.format.long_name}). "
+                "Re-encode it (e.g. to flac or wav) and try again."
+            )
+        packets = container.demux(stream)
+        first = _leading_frames(container, packets, source) if container.format.name in FRAME_SYNC else []
         declared = None
         if stream.duration is not None and stream.time_base is not None:
             declared = float(stream.duration * stream.time_base)
@@ -73,23 +126,120 @@ def decode_audio(source: Source, *, max_duration_s: float, sample_rate: int = SA
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         samples = _Samples(((declared if declared is not None else 60.0) + 1.0) * sample_rate)
         try:
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    samples.add_mean(out.to_ndarray())
-                    if samples.size > limit:
-                        raise AudioTooLong(
-                            _too_long(samples.size / sample_rate, max_duration_s, partial=True)
-                        )
+            for packet in itertools.chain(first, packets):
+                for frame in stream.decode(packet):
+                    for out in resampler.resample(frame):
+                        samples.add_mean(out.to_ndarray())
+                        if samples.size > limit:
+                            raise AudioTooLong(
+                                _too_long(samples.size / sample_rate, max_duration_s, partial=True)
+                            )
             for out in resampler.resample(None):
                 samples.add_mean(out.to_ndarray())
         except av.FFmpegError as exc:
+            if guessed and samples.size == 0:
+                raise NotAudio(_guessed(source, container.format, "none of its frames decodes")) from None
             raise UndecodableAudio(
                 f"The audio stream could not be decoded ({exc}). The file may be truncated or "
                 "corrupt; re-encode it (e.g. to flac or wav) and try again."
             ) from None
+        if samples.size == 0 and guessed:
+            raise NotAudio(_guessed(source, container.format, "none of its frames decodes"))
     if samples.size == 0:
         raise UndecodableAudio("The file has an audio stream but no audio samples could be decoded.")
     return samples.array[:limit]
+
+
+def _guessed(source: Source, fmt: av.ContainerFormat, why: str, advice: str = _FORMATS_HINT) -> str:
+    return (
+        f"{_name(source)} is not audio: FFmpeg could only guess it as a raw stream without a "
+        f"container, {fmt.long_name}, and {why}. {advice}"
+    )
+
+
+def _leading_frames(
+    container: av.container.InputContainer, packets: Iterator[av.Packet], source: Source
+) -> list[av.Packet]:
+    """The first packets of a raw stream, once seen to hold together as its frames (else NotAudio)."""
+    first: list[av.Packet] = []
+    try:
+        for packet in packets:
+            first.append(packet)
+            if sum(p.size > 0 for p in first) == FRAMES_CHECKED:
+                break
+    except av.FFmpegError:
+        first = []
+    if not first or not _frames_hold_together(first, FRAME_SYNC[container.format.name], source):
+        raise NotAudio(
+            _guessed(
+                source,
+                container.format,
+                "its bytes are not that stream's frames one after another",
+                _CUT_HINT,
+            )
+        )
+    return first
+
+
+def _frames_hold_together(packets: list[av.Packet], sync: tuple[int, int], source: Source) -> bool:
+    """Whether ``packets`` are frames as an encoder writes them: each begins with the sync word,
+    each starts where the previous one ended, and the first where the payload starts."""
+    mask, value = sync
+    frames = [p for p in packets if p.size > 0]
+
+    def synced(head: bytes) -> bool:
+        return len(head) >= 2 and int.from_bytes(head[:2], "big") & mask == value
+
+    start: int | None = None
+    end = None
+    for frame in frames:
+        if frame.pos is None or not synced(bytes(memoryview(frame)[:2])) or end not in (None, frame.pos):
+            return False
+        start = frame.pos if start is None else start
+        end = frame.pos + frame.size
+    if start is None:
+        return False  # no frame at all
+    payload = _payload_start(source)
+    if payload is None or start == payload:
+        return True
+    # FFmpeg's mp3 demuxer reads a Xing/Info/VBRI frame as the stream's header, not as a packet.
+    skipped = _read_at(source, payload, min(start - payload, 64)) or b""
+    return synced(skipped) and any(tag in skipped for tag in _INFO_TAGS)
+
+
+def _payload_start(source: Source) -> int | None:
+    """Offset of the first byte after the leading ID3v2 tags and zero padding (None: unreadable)."""
+    offset = 0
+    while (header := _read_at(source, offset, 10)) is not None and len(header) == 10 and header[:3] == b"ID3":
+        size = sum((byte & 0x7F) << 7 * (3 - i) for i, byte in enumerate(header[6:10]))  # 4 x 7 bits
+        offset += 10 + size + (10 if header[5] & 0x10 else 0)  # a footer repeats the 10-byte header
+    if header is None:
+        return None
+    while chunk := _read_at(source, offset, 4096):
+        zeros = len(chunk) - len(chunk.lstrip(b"\0"))
+        offset += zeros
+        if zeros < len(chunk):
+            break
+    return offset
+
+
+def _read_at(source: Source, offset: int, size: int) -> bytes | None:
+    """``size`` bytes of ``source`` from ``offset``, leaving a file object where it was; None for a
+    stream that cannot seek."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(memoryview(source)[offset : offset + size])
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as file:
+            file.seek(offset)
+            return file.read(size)
+    if not source.seekable():
+        return None
+    position = source.tell()
+    try:
+        source.seek(offset)
+        return source.read(size)
+    finally:
+        source.seek(position)
 
 
 class _Samples:

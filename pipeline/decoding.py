@@ -22,3 +22,6 @@ class DecodeOptions:
     """Text that came before (style, spelling of names), given to the decoder as previous text."""
     word_timestamps: bool = False
     """Also time each word (costs the cross-attention weights of the alignment heads)."""
+    logprobs: bool = False
+    """Also return each text token's log-probability (read from the scoring pass that already runs).
+    Part of the options, so only windows that all ask for it, or all do not, share a generate call."""

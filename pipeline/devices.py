@@ -48,16 +48,6 @@ def memory_in_use_bytes(device: torch.device) -> int | None:
     return None
 
 
-def memory_fraction(gpu_share: float | None, configured: float | None, margin: float = 1.0) -> float | None:
-    """The fraction of one GPU's memory a replica may use: ``configured`` when set, else its Ray
-    GPU share (at most one whole GPU) times ``margin``; ``None`` with neither (no cap)."""
-    if configured is not None:
-        return configured
-    if not gpu_share or gpu_share <= 0:
-        return None
-    return round(min(gpu_share, 1.0) * margin, 4)
-
-
 def cap_cuda_memory(device: torch.device, fraction: float | None) -> float | None:
     """Cap this process's CUDA allocator at ``fraction`` of the device's memory
     (``torch.cuda.set_per_process_memory_fraction``): past it, an allocation fails with an

@@ -20,13 +20,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from pipeline.devices import (
     cap_cuda_memory,
     dtype_name,
-    memory_fraction,
     memory_in_use_bytes,
     resolve_device,
     resolve_dtype,
 )
 from pipeline.schemas import ModelInfo
-from pipeline.settings import LlmSettings
+from pipeline.settings import LlmSettings, memory_fraction
 from pipeline.tiny_models import resolve_model_path
 
 log = logging.getLogger(__name__)

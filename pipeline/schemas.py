@@ -50,12 +50,26 @@ class Segment(_Schema):
     """Index of the audio window the segment came from."""
 
 
+class TokenLogprob(_Schema):
+    """One text token and the log-probability Whisper gave it: an entry of OpenAI's ``logprobs``."""
+
+    token: str
+    """The token's text (a token that holds part of a multi-byte character shows U+FFFD)."""
+    logprob: float
+    """Natural log of the probability the model gave the token (before Whisper's suppress rules)."""
+    bytes: list[int]
+    """The token's UTF-8 bytes as values 0-255; a character split across tokens is whole only once
+    the tokens' bytes are joined."""
+
+
 class WindowTranscript(_Schema):
     """What the ASR stage returns for one window."""
 
     window: int
     language: str
     segments: list[Segment]
+    logprobs: list[TokenLogprob] | None = None
+    """The window's text tokens in order (those of its segments), only when asked."""
     replica_id: str | None = None
     """The ASR replica that transcribed it (filled in by the service)."""
     node_id: str | None = None

@@ -1,9 +1,10 @@
 """Pipeline settings: one pydantic model per stage, a docstring on every field.
 
-The same models are the ``args`` of the Serve application (``deployments.app.AppArgs`` adds the
-Ray-only deployment options on top) and the ``--config`` of the in-process CLI, so a YAML file
-means the same thing in both. Unknown keys are errors, named by pydantic, so a typo in a config
-never silently falls back to a default.
+The same models are the ``args`` of the Serve application (``deployments.app_args.AppArgs`` adds
+the Serve-only keys on top: the HTTP API and the deployment options) and the ``--config`` of the
+in-process CLI, so a YAML file means the same thing in both. A Serve config file is read into app
+args in one place, :func:`serve_config_args`, by the CLI and the Serve side alike. Unknown keys are
+errors, named by pydantic, so a typo in a config never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -138,39 +139,57 @@ class LlmSettings(_Settings):
         return options
 
 
-class ApiSettings(_Settings):
-    """The HTTP API: model names clients may ask for, and the API key."""
-
-    model_aliases: list[str] = ["whisper-1"]
-    """Names accepted in a request's ``model`` besides the ASR model's own name (``asr.model``).
-    Any other name is refused with 404 ``model_not_found``: a request never picks a checkpoint."""
-
-    api_key_env: str = "SPEECHGRAPH_API_KEY"
-    """Environment variable holding the API key (several keys: comma-separated, for rotation).
-    When it is set and not empty, every ``/v1`` request needs ``Authorization: Bearer KEY``;
-    unset (local use) means no authentication. In Kubernetes it comes from a Secret."""
-
-    max_prompt_chars: int = Field(4096, ge=0)
-    """Longest ``prompt`` accepted, in characters (Whisper then keeps its last 223 tokens)."""
-
-
 class PipelineSettings(_Settings):
     """Everything the three stages need; Ray-free."""
 
-    api: ApiSettings = ApiSettings()
     audio: AudioSettings = AudioSettings()
     asr: AsrSettings = AsrSettings()
     llm: LlmSettings = LlmSettings()
 
 
+#: Keys of a Serve application's ``args`` that only the Serve side reads (``deployments.app_args``).
+SERVE_ONLY_KEYS = ("deployments", "api")
+
+
+def application_args(serve_config: dict, source: str | Path) -> dict:
+    """The ``args`` of a parsed Serve config's first application (``source`` names the config in
+    errors). The one place that knows where a Serve config keeps them."""
+    apps = serve_config.get("applications") if isinstance(serve_config, dict) else None
+    if not apps:
+        raise ValueError(
+            f"{source}: not a Serve config with an application: it needs 'applications:' with at "
+            "least one entry whose 'args' are the app args (see serve_config.yaml)"
+        )
+    args = apps[0].get("args") or {}
+    if not isinstance(args, dict):
+        raise ValueError(f"{source}: the first application's 'args' is not a mapping of settings")
+    return args
+
+
+def serve_config_args(path: str | Path) -> dict:
+    """The first application's ``args`` of the Serve config file at ``path``, as a fresh dict."""
+    return application_args(_read_yaml(path), path)
+
+
 def load_pipeline_settings(path: str | Path) -> PipelineSettings:
     """Read settings from YAML: either a plain settings file, or a Serve config file whose first
-    application's ``args`` are taken (the Ray-only ``deployments`` key is left out)."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if "applications" in data:
-        apps = data["applications"]
-        if not apps:
-            raise ValueError(f"{path}: 'applications' is empty")
-        data = dict(apps[0].get("args") or {})
-        data.pop("deployments", None)
+    application's ``args`` are taken, less the keys only the Serve side reads."""
+    data = _read_yaml(path)
+    if isinstance(data, dict) and "applications" in data:
+        args = application_args(data, path)
+        data = {key: value for key, value in args.items() if key not in SERVE_ONLY_KEYS}
     return PipelineSettings.model_validate(data)
+
+
+def _read_yaml(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def memory_fraction(gpu_share: float | None, configured: float | None, margin: float = 1.0) -> float | None:
+    """The fraction of one GPU's memory a replica may use: ``configured`` when set, else its Ray
+    GPU share (at most one whole GPU) times ``margin``; ``None`` with neither (no cap)."""
+    if configured is not None:
+        return configured
+    if not gpu_share or gpu_share <= 0:
+        return None
+    return round(min(gpu_share, 1.0) * margin, 4)

@@ -7,13 +7,9 @@ clamped to the window (a model may predict a timestamp past the end of a short w
 to absolute time by the window's offset.
 
 The encoder runs once per batch and its output is shared by language detection, ``generate``
-and a one-pass *scoring* forward of the decoder over the generated tokens. That pass gives what
-OpenAI's ``verbose_json`` reports per decoding window: ``avg_logprob`` (raw model log-probabilities,
-before Whisper's suppress rules) and ``no_speech_prob`` (the no-speech token at the
-start-of-transcript position), without asking ``generate`` for per-step scores, which
-transformers only returns together with attention weights. Word timestamps come from
-transformers' token timestamps: dynamic time warping over the cross-attention of the checkpoint's
-alignment heads.
+and the scoring pass of ``pipeline.whisper_scoring`` (``avg_logprob``, ``no_speech_prob`` and,
+when asked, token logprobs). Word timestamps come from transformers' token timestamps: dynamic
+time warping over the cross-attention of the checkpoint's alignment heads.
 """
 
 from __future__ import annotations
@@ -33,14 +29,14 @@ from pipeline.decoding import DecodeOptions
 from pipeline.devices import (
     cap_cuda_memory,
     dtype_name,
-    memory_fraction,
     memory_in_use_bytes,
     resolve_device,
     resolve_dtype,
 )
 from pipeline.schemas import ModelInfo, Segment, Task, WindowTranscript, Word
-from pipeline.settings import AsrSettings
+from pipeline.settings import AsrSettings, memory_fraction
 from pipeline.tiny_models import resolve_model_path
+from pipeline.whisper_scoring import WhisperScorer
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +87,7 @@ class WhisperTranscriber:
         self.timestamp_begin = self.tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
         self.eos_token_id = self.tokenizer.convert_tokens_to_ids("<|endoftext|>")
         self.prev_token_id = self.tokenizer.convert_tokens_to_ids("<|startofprev|>")
-        # large-v3 calls it <|nospeech|>, earlier checkpoints <|nocaptions|>.
-        self.no_speech_token_id = next(
-            tid
-            for tid in map(self.tokenizer.convert_tokens_to_ids, ["<|nospeech|>", "<|nocaptions|>"])
-            if tid is not None and tid != self.tokenizer.unk_token_id
-        )
+        self.scorer = WhisperScorer(self.model, self.tokenizer, self.device, eos_token_id=self.eos_token_id)
         self._id_to_language = {
             tid: tok.strip("<|>") for tok, tid in self.generation_config.lang_to_id.items()
         }
@@ -154,9 +145,9 @@ class WhisperTranscriber:
         """Transcribe windows in one batched ``generate`` call.
 
         ``language`` is one code for all windows, one per window, or ``None`` to detect it per
-        window. ``options`` (task, temperature, prompt, word timestamps) apply to every window;
-        ``task`` is a shorthand when only the task differs from the defaults. Segment ids are per
-        window (0-based); the document renumbers them.
+        window. ``options`` (task, temperature, prompt, word timestamps, logprobs) apply to every
+        window; ``task`` is a shorthand when only the task differs from the defaults. Segment ids
+        are per window (0-based); the document renumbers them.
         """
         options = options or DecodeOptions(task=task)
         if not windows:
@@ -168,7 +159,7 @@ class WhisperTranscriber:
         missing = [i for i, lang in enumerate(languages) if lang is None]
         if missing:
             subset = type(encoded)(last_hidden_state=encoded.last_hidden_state[missing])
-            for i, detected in zip(missing, self._detect(subset)):
+            for i, detected in zip(missing, self._detect(subset), strict=True):
                 languages[i] = detected
         prompt_ids = self._prompt_ids(options.prompt)
         output = self.model.generate(
@@ -185,12 +176,20 @@ class WhisperTranscriber:
             force_unique_generate_call=True,
         )
         prefix_len = (0 if prompt_ids is None else len(prompt_ids)) + 3  # <|sot|><|lang|><|task|>
-        scores = self._score(encoded, output["sequences"], prefix_len)
+        scores, token_logprobs = self.scorer.score(encoded, output["sequences"], prefix_len)
         results = []
-        for raw, w, lang, (avg_logprob, no_speech_prob) in zip(
-            output["segments"], windows, languages, scores
+        for row, (raw, w, lang, (avg_logprob, no_speech_prob)) in enumerate(
+            zip(output["segments"], windows, languages, scores, strict=True)
         ):
-            segments = self._segments(raw, w, options)
+            kept = self._segments(raw, w, options)
+            segments = [segment for _, segment in kept]
+            logprobs = (
+                self.scorer.text_token_logprobs(
+                    [r for r, _ in kept], output["sequences"][row], token_logprobs[row]
+                )
+                if options.logprobs
+                else None
+            )
             ratio = round(compression_ratio("".join(s.text for s in segments)), 4)
             segments = [
                 s.model_copy(
@@ -202,7 +201,9 @@ class WhisperTranscriber:
                 )
                 for s in segments
             ]
-            results.append(WindowTranscript(window=w.index, language=lang, segments=segments))
+            results.append(
+                WindowTranscript(window=w.index, language=lang, segments=segments, logprobs=logprobs)
+            )
         return results
 
     def _prompt_ids(self, prompt: str | None) -> torch.Tensor | None:
@@ -220,34 +221,13 @@ class WhisperTranscriber:
         ).input_ids[-room:]
         return torch.tensor([self.prev_token_id, *ids], device=self.device)
 
-    def _score(self, encoded, sequences: torch.Tensor, prefix_len: int) -> list[tuple[float, float]]:
-        """(avg_logprob, no_speech_prob) per window, from one decoder forward over the output.
-
-        As in Whisper, the average is over the generated tokens and the end-of-text token,
-        divided by the number of generated tokens + 1; the no-speech probability is read at the
-        start-of-transcript position.
-        """
-        sequences = sequences.to(self.device)
-        logits = self.model(encoder_outputs=encoded, decoder_input_ids=sequences[:, :-1]).logits.float()
-        targets = sequences[:, 1:]
-        token_logprobs = logits.gather(-1, targets[..., None])[..., 0] - logits.logsumexp(-1)
-        sot = prefix_len - 3
-        no_speech = logits[:, sot].softmax(-1)[:, self.no_speech_token_id]
-        results = []
-        for row in range(sequences.shape[0]):
-            generated = sequences[row, prefix_len:]
-            ends = (generated == self.eos_token_id).nonzero()
-            n = int(ends[0]) if len(ends) else generated.numel()
-            counted = min(n + 1, generated.numel())  # the generated tokens and the end-of-text
-            total = token_logprobs[row, prefix_len - 1 : prefix_len - 1 + counted].sum()
-            results.append((round(float(total) / (n + 1), 4), round(float(no_speech[row]), 4)))
-        return results
-
     def _segments(
         self, raw_segments: list[dict], window: WindowAudio, options: DecodeOptions
-    ) -> list[Segment]:
+    ) -> list[tuple[dict, Segment]]:
+        """The window's segments, each with the raw segment of transformers it came from (those
+        with no text, or past the window's end, are left out)."""
         duration = window.audio.shape[-1] / self.sample_rate
-        segments: list[Segment] = []
+        segments: list[tuple[dict, Segment]] = []
         for raw in raw_segments:
             start = min(float(raw["start"]), duration)
             end = min(max(float(raw["end"]), start), duration)
@@ -263,19 +243,18 @@ class WhisperTranscriber:
                 if options.word_timestamps
                 else []
             )
-            segments.append(
-                Segment(
-                    id=len(segments),
-                    seek=round(window.offset_s * 100),
-                    start=round(window.offset_s + start, 3),
-                    end=round(window.offset_s + end, 3),
-                    text=text,
-                    tokens=tokens,
-                    temperature=options.temperature,
-                    words=words,
-                    window=window.index,
-                )
+            segment = Segment(
+                id=len(segments),
+                seek=round(window.offset_s * 100),
+                start=round(window.offset_s + start, 3),
+                end=round(window.offset_s + end, 3),
+                text=text,
+                tokens=tokens,
+                temperature=options.temperature,
+                words=words,
+                window=window.index,
             )
+            segments.append((raw, segment))
         return segments
 
     def _words(

@@ -4,15 +4,17 @@ cluster serving the graph over real HTTP on 127.0.0.1:8000."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import yaml
+
+from pipeline.settings import load_pipeline_settings, serve_config_args
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = ROOT.parent / "shared" / "fixtures" / "audio"
@@ -26,14 +28,12 @@ def clips() -> list[dict]:
 
 
 def tiny_app_args() -> dict:
-    """The ``args`` of configs/tiny.yaml, as shipped."""
-    config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
-    return copy.deepcopy(config["applications"][0]["args"])
+    """The ``args`` of configs/tiny.yaml, as shipped (a fresh dict, free to edit before serving)."""
+    return serve_config_args(ROOT / "configs" / "tiny.yaml")
 
 
 def tiny_settings():
-    from pipeline.settings import load_pipeline_settings
-
+    """The pipeline settings of configs/tiny.yaml, as the CLI reads them."""
     return load_pipeline_settings(ROOT / "configs" / "tiny.yaml")
 
 
@@ -81,11 +81,13 @@ def serving(args: dict, metrics_export_port: int | None = None, address: str | N
     from ray import serve
 
     from deployments.app import build_app
+    from deployments.app_args import AppArgs
 
+    validated = AppArgs.model_validate(args)  # a bad config fails before a cluster starts
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 8000)) == 0:
             pytest.fail("127.0.0.1:8000 is already in use (a `serve run` left running?); stop it first")
-    metrics = {"_metrics_export_port": metrics_export_port} if metrics_export_port else {}
+    metrics: dict[str, Any] = {"_metrics_export_port": metrics_export_port} if metrics_export_port else {}
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
@@ -93,7 +95,7 @@ def serving(args: dict, metrics_export_port: int | None = None, address: str | N
     try:
         serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": 8000})
         logging_config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())["logging_config"]
-        serve.run(build_app(args), name="speechgraph", route_prefix="/", logging_config=logging_config)
+        serve.run(build_app(validated), name="speechgraph", route_prefix="/", logging_config=logging_config)
         wait_healthy(BASE_URL)
         yield BASE_URL
     finally:
@@ -106,3 +108,33 @@ def graph():
     """The graph with the test limits."""
     with serving(graph_args()) as url:
         yield url
+
+
+# External tools some tests run, checked in one place so that a missing one always names its
+# package and the command that installs it; and fails under CI, which must never pass by leaving
+# tests out.
+def needs_tool(tool: str, package: str, install: str | None = None) -> pytest.MarkDecorator:
+    """Mark a test (or, as ``pytestmark``, a module) as running ``tool``, from Debian's ``package``
+    unless ``install`` says how else to get it; see ``pytest_runtest_setup``."""
+    how = install or f"bash scripts/system-deps.sh, or sudo apt-get install {package}"
+    return pytest.mark.needs_tool(
+        tool, reason=f"{tool} is not on PATH: it comes with the {package} package ({how})"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_tool(tool, reason): the test runs that external tool")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the test's fixtures start anything (a Ray cluster): skip it when a tool it needs is not
+    on PATH, or fail it when ``CI`` is set."""
+    import os
+    import shutil
+
+    for mark in item.iter_markers("needs_tool"):
+        if shutil.which(mark.args[0]) is None:
+            if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+                pytest.fail(f"{mark.kwargs['reason']}; CI runs every test, so it fails", pytrace=False)
+            pytest.skip(mark.kwargs["reason"])

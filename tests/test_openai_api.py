@@ -127,6 +127,35 @@ def test_vtt_cues_match_the_segments(client):
         assert cue.text == seg.text.strip()
 
 
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "text"])
+def test_text_formats_are_sent_as_plain_text(graph, fmt):
+    # As OpenAI sends them: subtitles too are text/plain.
+    r = requests.post(
+        f"{graph}/v1/audio/transcriptions",
+        files={"file": ("jfk.wav", JFK)},
+        data={"model": "whisper-1", "response_format": fmt},
+        timeout=120,
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "text/plain; charset=utf-8", r.text
+
+
+def test_logprobs_are_each_text_token_of_the_transcript(client):
+    result = transcribe(client, include=["logprobs"], language="en")
+    assert isinstance(result, Transcription) and result.logprobs
+    for token in result.logprobs:
+        assert token.token is not None and token.logprob is not None and token.logprob <= 0
+        assert token.bytes and all(0 <= b <= 255 and b == int(b) for b in token.bytes)
+    joined = bytes(int(b) for token in result.logprobs for b in token.bytes or [])
+    assert joined.decode("utf-8").strip() == result.text, "the tokens spell the transcript"
+    assert transcribe(client, language="en").logprobs is None, "only when asked for"
+
+
+def test_logprobs_need_json(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        transcribe(client, include=["logprobs"], response_format="verbose_json")
+    assert info.value.body["param"] == "include[]"
+
+
 def test_prompt_and_temperature_are_used(client):
     plain = transcribe(client, response_format="verbose_json", language="en")
     prompted = transcribe(
@@ -254,18 +283,23 @@ def test_bad_parameters_are_400_naming_the_parameter(client, kwargs, param):
 
 
 @pytest.mark.parametrize(
-    "data,name,status,code",
+    "data,name,code",
     [
-        (b"", "empty.wav", 400, "empty_file"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(200), "picture.png", 415, "no_audio_stream"),  # an image
-        (b"just some words, not audio\n" * 20, "notes.txt", 415, "unsupported_media"),
-        (empty_wav(), "silent.wav", 422, "undecodable_audio"),  # a header, 0 samples
+        (b"", "empty.wav", "empty_file"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(200), "picture.png", "no_audio_stream"),  # an image
+        (b"just some words, not audio\n" * 20, "notes.txt", "unsupported_media"),
+        (empty_wav(), "silent.wav", "undecodable_audio"),  # a header, 0 samples
     ],
 )
-def test_bad_files_raise_the_sdks_status_errors(client, data, name, status, code):
-    with pytest.raises(openai.APIStatusError) as info:
+def test_files_that_are_not_audio_are_bad_requests_naming_the_file(client, data, name, code):
+    # As OpenAI answers them: 400 invalid_request_error, param "file", so the SDK raises
+    # BadRequestError (the document route keeps 415 and 422).
+    with pytest.raises(openai.BadRequestError) as info:
         transcribe(client, file=audio(data, name))
-    assert info.value.status_code == status and info.value.code == code
+    assert info.value.status_code == 400 and info.value.code == code
+    assert info.value.body["param"] == "file" and info.value.body["type"] == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError):
+        client.audio.translations.create(model="whisper-1", file=audio(data, name))
 
 
 def test_too_large_is_413(client):

@@ -14,7 +14,8 @@ import pytest
 import ray
 
 from deployments.audio_plan import AudioPlan, Upload
-from deployments.ingress import StageUnavailable, _RecutWindows
+from deployments.http_errors import StageUnavailable
+from deployments.stage_calls import RecutWindows
 from pipeline.windows import Window
 
 
@@ -73,7 +74,7 @@ def test_windows_lost_with_their_owner_are_cut_again_once(local_ray):
         cuts.append(Cutter.remote())
         return plan_of(await cuts[-1].cut.remote(3, offset=10), 3)
 
-    windows = _RecutWindows(plan, cut_again)
+    windows = RecutWindows(plan, cut_again)
 
     async def run() -> list[float]:
         return await asyncio.gather(
@@ -93,7 +94,7 @@ def test_windows_cut_differently_the_second_time_are_refused(local_ray):
         return plan_of(await Cutter.remote().cut.remote(3), 3)  # three windows instead of two
 
     with pytest.raises(StageUnavailable, match="cut differently"):
-        asyncio.run(_RecutWindows(plan, cut_again).call(0, first_sample.remote, "window 0", []))
+        asyncio.run(RecutWindows(plan, cut_again).call(0, first_sample.remote, "window 0", []))
 
 
 def test_windows_still_there_are_not_cut_again(local_ray):
@@ -103,4 +104,4 @@ def test_windows_still_there_are_not_cut_again(local_ray):
     async def cut_again() -> AudioPlan:
         raise AssertionError("nothing was lost")
 
-    assert asyncio.run(_RecutWindows(plan, cut_again).call(1, first_sample.remote, "window 1", [])) == 6.0
+    assert asyncio.run(RecutWindows(plan, cut_again).call(1, first_sample.remote, "window 1", [])) == 6.0

@@ -1,0 +1,130 @@
+"""How the API answers: the graph's events as each route sends them, and server-sent events framed.
+
+The graph yields one stream of events for every route (progress, windows in order, then the
+document); this module turns it into the document route's events (``progress``, ``segment``,
+``document``), OpenAI's stream (``transcript.text.delta`` per segment, then
+``transcript.text.done``), or one answer in the asked ``response_format``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+
+from pydantic import BaseModel
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from deployments.graph import GraphEvent, collect_document
+from deployments.http_errors import http_status, speechgraph_error_body, unwrapped
+from deployments.openai_protocol import (
+    MEDIA_TYPES,
+    ResponseFormat,
+    TextDeltaEvent,
+    TextDoneEvent,
+    output_text,
+    render_openai,
+)
+from deployments.protocol import WindowProgress, error_body
+from pipeline.errors import SpeechgraphError
+from pipeline.schemas import TranscriptionResult, WindowTranscript
+
+log = logging.getLogger("ray.serve")
+
+NamedEvents = AsyncIterator[tuple[str, BaseModel]]
+
+
+def event_stream(events: NamedEvents, *, openai: bool, request_id: str | None) -> StreamingResponse:
+    """Server-sent events from ``(name, body)`` pairs. OpenAI's stream has no ``event:`` line (the
+    type is in the body) and leaves out empty keys. An error after the stream started is sent as
+    an ``error`` event, in the API's error shape: the status is 200 by then."""
+
+    def frame(name: str, body: str) -> str:
+        return ("" if openai else f"event: {name}\n") + f"data: {body}\n\n"
+
+    async def frames() -> AsyncIterator[str]:
+        try:
+            async for name, body in events:
+                yield frame(name, body.model_dump_json(exclude_none=openai))
+        except SpeechgraphError as exc:
+            err = unwrapped(exc)
+            assert isinstance(err, SpeechgraphError)
+            body = speechgraph_error_body(err, http_status(err, openai_route=openai))
+            yield frame("error", json.dumps(body))
+        except Exception as exc:
+            log.exception("stream failed")
+            message = (
+                f"The transcription failed ({exc.__class__.__name__}) in request {request_id}. "
+                "Retry the request."
+            )
+            body = error_body(message, code="internal_error", type="server_error")
+            yield frame("error", json.dumps(body))
+
+    return StreamingResponse(frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def document_events(events: AsyncGenerator[GraphEvent]) -> NamedEvents:
+    """``progress`` as each window finishes, ``segment`` as soon as it and every segment before
+    it are ready (with its id in the document), then ``document``."""
+    next_id = 0
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, WindowProgress):
+                yield "progress", event
+            elif isinstance(event, WindowTranscript):
+                for segment in sorted(event.segments, key=lambda s: (s.start, s.end)):
+                    yield "segment", segment.model_copy(update={"id": next_id})
+                    next_id += 1
+            else:
+                yield "document", event
+
+
+async def openai_events(
+    events: AsyncGenerator[GraphEvent], *, punctuate: bool, summarize: bool
+) -> NamedEvents:
+    """A ``transcript.text.delta`` per finished segment, in order, then ``transcript.text.done``.
+    Segments finish a window at a time (one batched decode), and windows come in order."""
+    sent = False
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, WindowTranscript):
+                for segment in sorted(event.segments, key=lambda s: (s.start, s.end)):
+                    text = segment.text if sent else segment.text.lstrip()  # as the document's text
+                    if text:
+                        sent = True
+                        yield "delta", TextDeltaEvent(delta=text)
+            elif isinstance(event, TranscriptionResult):
+                yield (
+                    "done",
+                    TextDoneEvent(
+                        text=output_text(event),
+                        punctuation=event.punctuation if punctuate else None,
+                        summary=event.summary if summarize else None,
+                    ),
+                )
+
+
+async def openai_answer(
+    events: AsyncGenerator[GraphEvent],
+    response_format: ResponseFormat,
+    *,
+    granularities: frozenset[str],
+    punctuate: bool,
+    summarize: bool,
+    logprobs: bool,
+) -> Response:
+    """The whole transcript in ``response_format``: JSON, or text in its media type."""
+    result, windows = await collect_document(events)
+    tokens = [t for w in windows for t in (w.logprobs or [])] if logprobs else None
+    body = render_openai(
+        result,
+        response_format,
+        granularities=granularities,
+        punctuate=punctuate,
+        summarize=summarize,
+        logprobs=tokens,
+    )
+    if isinstance(body, dict):
+        return JSONResponse(body)
+    return PlainTextResponse(body, media_type=MEDIA_TYPES[response_format])
