@@ -72,7 +72,9 @@ def main() -> int:
             results: list[tuple[int | str, dict | None]] = []
             stop = threading.Event()
 
-            def client() -> None:
+            def client(
+                stop: threading.Event = stop, results: list[tuple[int | str, dict | None]] = results
+            ) -> None:
                 while not stop.is_set():
                     results.append(send())
 
@@ -89,7 +91,7 @@ def main() -> int:
             degraded = sum(
                 1
                 for s, body in results
-                if s == 200 and body["punctuation"].get("fallback") == "llm_unavailable"
+                if s == 200 and body is not None and body["punctuation"].get("fallback") == "llm_unavailable"
             )
             ok = statuses.count(200)
             refused = statuses.count(503)
@@ -108,10 +110,11 @@ def main() -> int:
         return []
 
     serve_and_measure(fault_args(), work, send)
+    command = f".venv/bin/python bench/faults.py --seconds {opts.seconds:.0f} --clients {opts.clients}"
     text = f"""## Faults under load ({datetime.date.today().isoformat()})
 
 {machine()}
-Command: `.venv/bin/python bench/faults.py --seconds {opts.seconds:.0f} --clients {opts.clients}`. Tiny models;
+Command: `{command}`. Tiny models;
 two preprocessing and two ASR replicas, one LLM replica. {opts.clients} clients send the 11 s JFK
 clip (punctuated) one request after another for {opts.seconds:.0f} s per fault, honouring
 `Retry-After`; a quarter of the way in, one replica's actor of the stage is killed (`ray.kill`).

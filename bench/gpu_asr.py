@@ -126,10 +126,14 @@ def main() -> int:
             *[f"| {path} | {batch} | {rtfx:.1f} |" for path, batch, rtfx in rows],
         ]
     )
+    command = (
+        f".venv/bin/python bench/gpu_asr.py --shape {opts.shape} --decode-tokens {opts.decode_tokens} "
+        f"--windows {opts.windows} --batch-sizes {opts.batch_sizes}"
+    )
     text = f"""## ASR on a GPU ({datetime.date.today().isoformat()})
 
 {machine()}
-Command: `.venv/bin/python bench/gpu_asr.py --shape {opts.shape} --decode-tokens {opts.decode_tokens} --windows {opts.windows} --batch-sizes {opts.batch_sizes}`.
+Command: `{command}`.
 Whisper `{model}` (random weights, {dtype}, SDPA), {opts.decode_tokens} tokens per 30 s window,
 {opts.windows} windows ({audio_s / 60:.0f} min of audio) per measurement. RTFx: audio seconds per wall second.
 

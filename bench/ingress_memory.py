@@ -60,9 +60,7 @@ def measure(tree: Path, requests_count: int) -> dict:
             for p in psutil.process_iter(["cmdline"])
             if any("ServeReplica:speechgraph:ingress" in part for part in p.info["cmdline"] or [])
         )
-        status = dict(
-            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        )
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
         kib = {k: int(status[k].split()[0]) for k in ("RssAnon", "RssFile", "RssShmem")}
         maps = Path(f"/proc/{pid}/maps").read_text()
         return {
@@ -101,7 +99,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         before_tree = Path(tmp) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(before_tree), opts.before], cwd=ROOT, check=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(before_tree), opts.before], cwd=ROOT, check=True
+        )
         try:
             runs: dict[str, list[dict]] = {"before": [], "after": []}
             for _ in range(opts.repeats):  # alternated, so drift affects both alike

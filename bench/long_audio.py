@@ -54,7 +54,7 @@ def main() -> int:
 
     for replicas in (1, 2):
 
-        def long_run() -> list[float]:
+        def long_run(replicas: int = replicas) -> list[float]:
             from tests.process_memory import MemoryPeak, replica_pid
 
             started = time.perf_counter()
@@ -81,17 +81,15 @@ def main() -> int:
 
     for batch in (8, 1):
 
-        def concurrent_run() -> list[float]:
+        def concurrent_run(batch: int = batch) -> list[float]:
             walls = []
             for _ in range(opts.repeats):
                 started = time.perf_counter()
                 with ThreadPoolExecutor(8) as pool:
                     docs = list(pool.map(lambda _: post(short_data), range(8)))
                 walls.append(time.perf_counter() - started)
-            print(
-                f"  max_batch_size={batch}: largest batches {[d['timings']['asr_largest_batch'] for d in docs]}",
-                file=sys.stderr,
-            )
+            largest = [d["timings"]["asr_largest_batch"] for d in docs]
+            print(f"  max_batch_size={batch}: largest batches {largest}", file=sys.stderr)
             return [statistics.median(walls)]
 
         print(f"8 concurrent requests, max_batch_size={batch} ...", file=sys.stderr)
@@ -128,7 +126,8 @@ def main() -> int:
             "",
             machine(),
             config_line(opts.config),
-            f"Command: `.venv/bin/python bench/long_audio.py --minutes {opts.minutes:g} --repeats {opts.repeats}`",
+            "Command: `.venv/bin/python bench/long_audio.py "
+            f"--minutes {opts.minutes:g} --repeats {opts.repeats}`",
             "",
             *table,
             "",

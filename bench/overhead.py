@@ -88,7 +88,7 @@ def main() -> int:
 
     p95 = {path: float(np.percentile([t[0] for t in times[path]], 95)) * 1000 for path in paths}
     paired = statistics.median(
-        (remote[0] - here[0]) * 1000 for here, remote in zip(times[paths[0]], times[paths[1]])
+        (remote[0] - here[0]) * 1000 for here, remote in zip(times[paths[0]], times[paths[1]], strict=True)
     )
     added = median(paths[1], 0) - median(paths[0], 0)
     ratio = median(paths[1], 0) / median(paths[0], 0)

@@ -41,6 +41,8 @@ def object_store() -> tuple[float, int]:
     match = re.search(
         r"Plasma memory usage (\d+(?:\.\d+)?) MiB, (\d+) objects", memory_summary(stats_only=True)
     )
+    if match is None:
+        raise RuntimeError("Ray's memory summary has no 'Plasma memory usage' line: update object_store()")
     return float(match[1]), int(match[2])
 
 
@@ -62,7 +64,7 @@ def release_freed_memory(stage: str) -> None:
 
 
 def replica_pids() -> dict[str, int]:
-    pids = {}
+    pids: dict[str, int] = {}
     for p in psutil.process_iter(["cmdline"]):
         for stage in STAGES:
             if any(f"ServeReplica:speechgraph:{stage}" in part for part in p.info["cmdline"] or []):
@@ -136,10 +138,15 @@ def main() -> int:
             f"| {np.polyfit(n, held, 1)[0] * 1000:+.2f} |"
         )
     before, after = measured["before"], measured["after"]
+    command = f".venv/bin/python bench/soak.py --minutes {opts.minutes:g} --clients {opts.clients}"
+    header = (
+        "| Replica | Heap at start (MiB) | Heap at end (MiB) | Fitted growth (MiB per 1000 requests) "
+        "| Before trim: fitted growth |"
+    )
     text = f"""## Soak ({datetime.date.today().isoformat()})
 
 {machine()}
-Command: `.venv/bin/python bench/soak.py --minutes {opts.minutes:g} --clients {opts.clients}`. Tiny models, one
+Command: `{command}`. Tiny models, one
 replica per stage; {opts.clients} clients send the 11 s JFK clip (punctuated and summarised) one request after
 another for {opts.minutes:g} minutes: {len(statuses)} requests, {statuses.count(200)} answered 200.
 
@@ -150,7 +157,7 @@ Heap is RSS less object-store pages, read every 10 s after `malloc_trim(0)` in t
 column is the same fit on the heap as read just before each trim (freed memory the allocator kept
 since the previous trim included).
 
-| Replica | Heap at start (MiB) | Heap at end (MiB) | Fitted growth (MiB per 1000 requests) | Before trim: fitted growth |
+{header}
 | --- | ---: | ---: | ---: | ---: |
 {chr(10).join(rows)}
 """

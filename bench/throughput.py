@@ -47,7 +47,7 @@ def main() -> int:
     results: dict[int, dict[int, LoadResult]] = {}
     for batch in (1, 8):
 
-        def work() -> list[float]:
+        def work(batch: int = batch) -> list[float]:
             results[batch] = {}
             for concurrency in CONCURRENCY:
                 results[batch][concurrency] = run_load(
@@ -87,7 +87,8 @@ def main() -> int:
             failed = r.sent - r.ok
             rows.append(
                 f"| {concurrency} | {'on (8)' if batch == 8 else 'off (1)'} | {r.ok}"
-                f"{f' (+{failed} failed)' if failed else ''} | {r.requests_per_s:.2f} | {r.audio_s_per_s:.1f} | "
+                f"{f' (+{failed} failed)' if failed else ''} | {r.requests_per_s:.2f} | "
+                f"{r.audio_s_per_s:.1f} | "
                 f"{r.percentile(50):.2f} | {r.percentile(95):.2f} | {r.percentile(99):.2f} |"
             )
     speedup = [

@@ -45,8 +45,9 @@ class AsrDeployment(StageReplica):
 
     def reconfigure(self, user_config: dict) -> None:
         batching = AsrBatching.model_validate(user_config or {})
-        self._transcribe_batch.set_max_batch_size(batching.max_batch_size)
-        self._transcribe_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+        # @serve.batch adds these setters at runtime; its stub returns the plain coroutine function.
+        self._transcribe_batch.set_max_batch_size(batching.max_batch_size)  # type: ignore[attr-defined]
+        self._transcribe_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
     async def detect_language(self, audio: np.ndarray) -> str:
         return await asyncio.to_thread(self.transcriber.detect_language, audio)

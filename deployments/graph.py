@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ from pipeline.schemas import (
     WindowTranscript,
 )
 from pipeline.settings import PipelineSettings
+from pipeline.windows import Window
 
 log = logging.getLogger("ray.serve")
 
@@ -131,7 +132,9 @@ class TranscriptionGraph:
             raise plan.error
         return plan
 
-    async def run(self, audio: PlannedAudio, request: TranscriptionRequest) -> AsyncIterator[GraphEvent]:
+    async def run(
+        self, audio: PlannedAudio, request: TranscriptionRequest
+    ) -> AsyncGenerator[GraphEvent, None]:
         """Progress and windows as they finish, then the document."""
         windows: list[WindowTranscript] = []
         # aclosing: a consumer that stops early closes the fan-out too, which cancels its calls.
@@ -144,7 +147,7 @@ class TranscriptionGraph:
 
     async def _windows(
         self, plan: AudioPlan, request: TranscriptionRequest
-    ) -> AsyncIterator[WindowProgress | WindowTranscript]:
+    ) -> AsyncGenerator[WindowProgress | WindowTranscript, None]:
         """A progress event after each window that finishes, in whatever order they finish; the
         windows themselves in order, each as soon as it and all before it are done."""
         if not plan.windows:
@@ -161,9 +164,13 @@ class TranscriptionGraph:
                         0, asr.detect_language.remote, "window 0's language", responses
                     )
                 for i, window in enumerate(plan.windows):
+
+                    def transcribe(ref: Any, window: Window = window) -> Any:
+                        return asr.transcribe.remote(ref, window, language, options)
+
                     call = windows.call(
                         i,
-                        lambda ref, window=window: asr.transcribe.remote(ref, window, language, options),
+                        transcribe,
                         f"window {window.index}",
                         responses,
                     )

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import ray
 from fastapi.responses import JSONResponse, Response
 from ray import serve
+from ray.serve.schema import ReplicaState
 
 from deployments.api_key import api_keys_from
 from deployments.api_requests import MULTIPART, TranscribeForm, TranscriptionForm, TranslationForm
@@ -129,8 +130,8 @@ class IngressDeployment:
         request = TranscriptionRequest(language, options, form.punctuate, form.summarize, request_id())
         events = self._run(await self._audio(form), request)
         if stream:
-            events = openai_events(events, punctuate=form.punctuate, summarize=form.summarize)
-            return event_stream(events, openai=True, request_id=request.request_id)
+            named = openai_events(events, punctuate=form.punctuate, summarize=form.summarize)
+            return event_stream(named, openai=True, request_id=request.request_id)
         return await openai_answer(
             events,
             form.response_format,
@@ -255,7 +256,7 @@ class IngressDeployment:
         result = {}
         for name in STAGES:
             d = deployments.get(name)
-            running = int(d.replica_states.get("RUNNING", 0)) if d else 0
+            running = int(d.replica_states.get(ReplicaState.RUNNING, 0)) if d else 0
             state = str(d.status.value) if d else "MISSING"
             result[name] = StageHealth(deployment=name, status=state, running_replicas=running)
         return result

@@ -43,7 +43,7 @@ def postprocess_fallbacks() -> Counter:
     return Counter(
         "speechgraph_postprocess_fallbacks",
         description="Punctuation or summary requested but not delivered, by task and reason code.",
-        tag_keys=("task", "reason"),
+        tag_keys=("task", "reason"),  # type: ignore[arg-type]  # Ray annotates Tuple[str], means Tuple[str, ...]
     )
 
 

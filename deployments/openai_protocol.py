@@ -123,7 +123,8 @@ class ModelList(_Body):
 
 def output_text(result: TranscriptionResult) -> str:
     """The punctuated text when punctuation was asked for and applied, else Whisper's text."""
-    return result.punctuation.text if result.punctuation.applied else result.text
+    punctuated = result.punctuation.text
+    return punctuated if result.punctuation.applied and punctuated is not None else result.text
 
 
 def _postprocessed(result: TranscriptionResult, punctuate: bool, summarize: bool) -> dict:

@@ -50,16 +50,16 @@ def event_stream(events: NamedEvents, *, openai: bool, request_id: str | None) -
         except SpeechgraphError as exc:
             err = unwrapped(exc)
             assert isinstance(err, SpeechgraphError)
-            body = speechgraph_error_body(err, http_status(err, openai_route=openai))
-            yield frame("error", json.dumps(body))
+            error = speechgraph_error_body(err, http_status(err, openai_route=openai))
+            yield frame("error", json.dumps(error))
         except Exception as exc:
             log.exception("stream failed")
             message = (
                 f"The transcription failed ({exc.__class__.__name__}) in request {request_id}. "
                 "Retry the request."
             )
-            body = error_body(message, code="internal_error", type="server_error")
-            yield frame("error", json.dumps(body))
+            error = error_body(message, code="internal_error", type="server_error")
+            yield frame("error", json.dumps(error))
 
     return StreamingResponse(frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

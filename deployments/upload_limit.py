@@ -7,6 +7,7 @@ request is answered 413 as soon as the count passes the limit, whatever the app 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 
@@ -68,10 +69,8 @@ class UploadSizeLimit:
                 started = True
             await send(message)
 
-        try:
+        with contextlib.suppress(UploadTooLarge):
             await self.app(scope, counting_receive, guarded_send)
-        except UploadTooLarge:
-            pass
         if exceeded and not started:
             await self._refuse(send, limit)
 

@@ -30,7 +30,8 @@ def to_vtt(segments: Sequence[Segment]) -> str:
 
 def to_text(result: TranscriptionResult) -> str:
     """The punctuated text when the LLM's punctuation was accepted, else the raw text."""
-    return (result.punctuation.text if result.punctuation.applied else result.text) + "\n"
+    punctuated = result.punctuation.text
+    return (punctuated if result.punctuation.applied and punctuated is not None else result.text) + "\n"
 
 
 FORMATS = ("json", "text", "srt", "vtt")

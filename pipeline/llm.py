@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, BatchEncoding
 
 from pipeline.devices import (
     cap_cuda_memory,
@@ -65,7 +65,7 @@ class TransformersChat:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval()  # type: ignore[arg-type]  # `to` is @wraps-decorated: mypy sees it unbound
         self.load_s = time.perf_counter() - started
         log.info(
             "loaded llm %s on %s/%s in %.2fs",
@@ -80,20 +80,24 @@ class TransformersChat:
 
     @torch.inference_mode()
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[ChatOutput]:
-        batch = self.tokenizer.apply_chat_template(
+        encoded = self.tokenizer.apply_chat_template(
             conversations, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
-        ).to(self.device)
+        )
+        assert isinstance(encoded, BatchEncoding), "return_dict=True gives a BatchEncoding"
+        batch = encoded.to(self.device)
         prompt_len = batch["input_ids"].shape[1]
-        out = self.model.generate(
+        out = self.model.generate(  # type: ignore[misc]  # generate's self type is a protocol mypy cannot match
             **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id
         )
         results = []
-        for row, mask in zip(out, batch["attention_mask"]):
+        for row, mask in zip(out, batch["attention_mask"], strict=True):
             generated = row[prompt_len:]
             generated = generated[generated != self.tokenizer.pad_token_id]
+            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            assert isinstance(text, str), "one sequence decodes to one string"
             results.append(
                 ChatOutput(
-                    text=self.tokenizer.decode(generated, skip_special_tokens=True),
+                    text=text,
                     tokens_in=int(mask.sum()),
                     tokens_out=int(generated.numel()),
                 )
@@ -120,7 +124,9 @@ def vllm_memory_utilization(gpu_share: float | None, settings: LlmSettings) -> f
             "The vllm backend needs a GPU: give the postprocess deployment "
             "ray_actor_options.num_gpus > 0, or use backend 'transformers'."
         )
-    return memory_fraction(gpu_share, settings.gpu_memory_fraction, settings.gpu_memory_margin)
+    fraction = memory_fraction(gpu_share, settings.gpu_memory_fraction, settings.gpu_memory_margin)
+    assert fraction is not None, "a replica with a GPU share always has a memory fraction"
+    return fraction
 
 
 class VllmChat:

@@ -59,7 +59,7 @@ def word_difference(original: str, candidate: str) -> str | None:
     a, b = normalized_words(original), normalized_words(candidate)
     if a == b:
         return None
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):  # the tails are compared after
         if x != y:
             return f"word {i + 1} changed from {x!r} to {y!r}"
     if len(b) < len(a):
@@ -203,7 +203,7 @@ class PostProcessor:
         budget = int(max(self.backend.count_tokens(c.text) for c in chunks) * 1.5) + 16
         answers = self._chat(PUNCTUATE_PROMPT, [c.text for c in chunks], budget, used)
         pieces, rejected = [], []
-        for i, (chunk, answer) in enumerate(zip(chunks, answers), start=1):
+        for i, (chunk, answer) in enumerate(zip(chunks, answers, strict=True), start=1):
             difference = word_difference(chunk.text, answer)
             if difference:
                 log.info("punctuation of chunk %d/%d rejected: %s", i, len(chunks), difference)

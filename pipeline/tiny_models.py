@@ -28,7 +28,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 #: Bump when the generated format changes, so stale caches are regenerated.
 FORMAT_VERSION = 1
@@ -134,6 +139,17 @@ def whisper_special_tokens() -> tuple[list[str], list[str]]:
     return specials, timestamps
 
 
+def _token_id_of(tokenizer: PreTrainedTokenizerBase) -> Callable[[str], int]:
+    """``tokenizer.convert_tokens_to_ids`` for one token: its id (the method also takes lists)."""
+
+    def token_id(token: str) -> int:
+        found = tokenizer.convert_tokens_to_ids(token)
+        assert isinstance(found, int), f"{token!r} has no single id in the tokenizer: {found!r}"
+        return found
+
+    return token_id
+
+
 def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
     """Write a random-weight Whisper checkpoint (model, processor, generation config)."""
     import torch
@@ -168,12 +184,12 @@ def write_tiny_whisper(out_dir: Path, shape: str = "tiny") -> Path:
         }
     )
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps])
-    ids = tokenizer.convert_tokens_to_ids
+    ids = _token_id_of(tokenizer)
     assert ids("<|startoftranscript|>") == endoftext_id + 1
     assert ids("<|0.00|>") == ids("<|notimestamps|>") + 1
     vocab_size = len(tokenizer) + 1  # real checkpoints carry one spare row
 
-    dims = dict(WHISPER_SHAPES[shape])
+    dims: dict[str, Any] = dict(WHISPER_SHAPES[shape])  # Any: spread over WhisperConfig's typed keywords
     mel_bins = dims.pop("num_mel_bins", 80)
     feature_extractor = WhisperFeatureExtractor(
         feature_size=mel_bins, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400
@@ -284,7 +300,7 @@ def write_tiny_llm(out_dir: Path) -> Path:
     )
     tokenizer.save_pretrained(out_dir)
 
-    ids = tokenizer.convert_tokens_to_ids
+    ids = _token_id_of(tokenizer)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,

@@ -153,14 +153,15 @@ class WhisperTranscriber:
         if not windows:
             return []
         encoded, mask = self._encode([w.audio for w in windows])
-        languages = (
+        requested = (
             [language] * len(windows) if language is None or isinstance(language, str) else list(language)
         )
-        missing = [i for i, lang in enumerate(languages) if lang is None]
+        missing = [i for i, lang in enumerate(requested) if lang is None]
+        detected: dict[int, str] = {}
         if missing:
             subset = type(encoded)(last_hidden_state=encoded.last_hidden_state[missing])
-            for i, detected in zip(missing, self._detect(subset), strict=True):
-                languages[i] = detected
+            detected = dict(zip(missing, self._detect(subset), strict=True))
+        languages = [detected[i] if lang is None else lang for i, lang in enumerate(requested)]
         prompt_ids = self._prompt_ids(options.prompt)
         output = self.model.generate(
             encoder_outputs=encoded,

@@ -7,6 +7,7 @@ invent text for those). Cutting at silences with VAD builds on the same :class:`
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ def plan_speech_windows(
             continue
         count = math.ceil((end - start) / max_len)
         bounds = [start + round(i * (end - start) / count) for i in range(count + 1)]
-        pieces += list(zip(bounds, bounds[1:]))
+        pieces += list(itertools.pairwise(bounds))
     merged: list[list[int]] = []
     for start, end in pieces:
         if merged and end - merged[-1][0] <= max_len and start - merged[-1][1] < max_gap:

@@ -60,6 +60,7 @@ def encode(
     buf = io.BytesIO()
     with av.open(buf, "w", format=_MUXERS[fmt]) as container:
         stream = container.add_stream(codec, rate=rate, layout=layout)
+        assert isinstance(stream, av.AudioStream), f"{codec} is not an audio codec"
         data = np.tile(audio, (channels, 1)) if channels > 1 else audio[None, :]
         step = 4096
         for i in range(0, data.shape[1], step):

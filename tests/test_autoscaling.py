@@ -11,6 +11,7 @@ import pytest
 from audio_files import encode, speech_and_silence
 from conftest import ROOT, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, serving
 from ray import serve
+from ray.serve.schema import ReplicaState
 from traffic import Traffic
 
 from pipeline.settings import serve_config_args
@@ -39,7 +40,7 @@ class ReplicaSampler:
     def _run(self) -> None:
         while not self.stop.is_set():
             asr = serve.status().applications["speechgraph"].deployments["asr"]
-            self.samples.append((time.monotonic(), int(asr.replica_states.get("RUNNING", 0))))
+            self.samples.append((time.monotonic(), int(asr.replica_states.get(ReplicaState.RUNNING, 0))))
             self.stop.wait(1.0)
 
     def latest(self) -> int:

@@ -203,7 +203,8 @@ def test_overload_is_refused_clearly_and_the_service_answers_right_after(graph_f
         if status == 503:
             assert body["error"]["code"] == "overloaded" and int(retry_after) >= 1, body
     print(
-        f"overload: {OVERLOAD_CLIENTS} at once: {statuses.count(200)} answered, {statuses.count(503)} refused (503)"
+        f"overload: {OVERLOAD_CLIENTS} at once: {statuses.count(200)} answered, "
+        f"{statuses.count(503)} refused (503)"
     )
     r = requests.post(f"{graph_for_faults}/v1/transcribe", files={"file": ("jfk.flac", data)}, timeout=60)
     assert r.status_code == 200, r.text

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import ray
 import requests
-from audio_files import encode, speech_and_silence, video_only_mp4
+from audio_files import encode, not_audio_samples, speech_and_silence, video_only_mp4
 from conftest import SHARED_AUDIO, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, clips, tiny_settings
 from ray import serve
 
@@ -142,6 +142,18 @@ def test_bad_input_gets_its_4xx_then_a_good_request_succeeds(graph, name, data, 
     assert error["code"] == code
     assert error["type"] == "invalid_request_error"
     assert len(error["message"]) > 20
+    ok = post(graph, (SHARED_AUDIO / "jfk.wav").read_bytes(), "jfk.wav", summarize="false")
+    assert ok.status_code == 200, ok.text
+
+
+def test_uploads_ffmpeg_only_guesses_as_audio_are_415_then_a_good_request_succeeds(graph):
+    # Text in legacy encodings and junk with stray frame headers: FFmpeg opens each with an audio
+    # stream (tests/test_audio.py checks that premise); the service must refuse them as not audio.
+    for name, data in not_audio_samples().items():
+        r = post(graph, data, "upload.bin", summarize="false", punctuate="false")
+        assert r.status_code == 415, (name, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "unsupported_media" and error["param"] == "file", name
     ok = post(graph, (SHARED_AUDIO / "jfk.wav").read_bytes(), "jfk.wav", summarize="false")
     assert ok.status_code == 200, ok.text
 
@@ -356,7 +368,7 @@ def test_load_tool_reports_a_bounded_run_against_the_openai_route(graph):
     assert float(table["audio seconds/s"].split()[0]) > 0
     assert "sent 5  ok 5" in out.stderr, "the live progress line"
     wrong = subprocess.run(
-        command[:-6] + ["--requests", "2", "--endpoint", "/v1/nowhere"],
+        [*command[:-6], "--requests", "2", "--endpoint", "/v1/nowhere"],
         cwd=ROOT,
         capture_output=True,
         text=True,

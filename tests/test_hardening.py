@@ -76,7 +76,7 @@ def multipart(
 
 
 # name -> (file name, file bytes or None for no file part, form fields)
-FILE_CASES = {
+FILE_CASES: dict[str, tuple[str, bytes | None, dict[str, str]]] = {
     **{
         f"truncated-{fmt}": (f"t.{fmt}", data[: max(64, len(data) // 8)], {}) for fmt, data in ENCODED.items()
     },
@@ -279,7 +279,7 @@ _values = st.one_of(
 _files = st.one_of(
     st.binary(max_size=2048),
     st.sampled_from(sorted(ENCODED)).flatmap(
-        lambda fmt: st.integers(0, len(ENCODED[fmt])).map(lambda n, fmt=fmt: ENCODED[fmt][:n])
+        lambda fmt: st.integers(0, len(ENCODED[fmt])).map(lambda n: ENCODED[fmt][:n])
     ),
     st.sampled_from(sorted(ENCODED)).map(lambda fmt: corrupted(ENCODED[fmt], seed=len(fmt))),
 )

@@ -7,6 +7,7 @@ the event loop still runs is caught by the model probe (tests/test_health_probe.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -45,7 +46,8 @@ def pid_of(actor: dict) -> int:
     import ray
 
     handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
-    return ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+    pid: ray.ObjectRef[int] = handle.__ray_call__.remote(lambda self: os.getpid())
+    return ray.get(pid, timeout=30)
 
 
 def test_replicas_report_their_warm_up(graph_two_asr):
@@ -93,10 +95,8 @@ def test_a_frozen_asr_replica_is_replaced_while_the_service_keeps_answering(grap
     try:
         statuses = statuses_until_replaced(url, frozen)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # Serve has killed it
             os.kill(frozen_pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass  # Serve has killed it
     assert statuses and all(s == 200 for s in statuses), statuses
     after = requests.post(
         f"{url}/v1/transcribe",

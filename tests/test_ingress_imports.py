@@ -18,7 +18,8 @@ def loaded_in_fresh_interpreter(*modules: str) -> list[str]:
     code = (
         "import importlib, json, sys\n"
         f"for name in {list(modules)!r}: importlib.import_module(name)\n"
-        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(MODEL_LIBRARIES)!r}))))"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} "
+        f"& set({list(MODEL_LIBRARIES)!r}))))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

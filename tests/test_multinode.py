@@ -138,7 +138,8 @@ def test_a_killed_worker_s_replicas_move_to_the_surviving_worker(multinode):
             assert o.body["error"]["code"] in ("stage_unavailable", "overloaded") and o.retry_after, o.body
     print(
         f"killed a worker under traffic: {len(outcomes)} requests, {len(in_flight)} in flight at the kill, "
-        f"{sum(o.status == 200 for o in outcomes)} answered, {sum(o.status == 503 for o in outcomes)} refused (503)"
+        f"{sum(o.status == 200 for o in outcomes)} answered, "
+        f"{sum(o.status == 503 for o in outcomes)} refused (503)"
     )
 
 

@@ -317,7 +317,9 @@ def serve_log_lines() -> list[dict]:
     """Every JSON line in this Ray session's Serve logs."""
     import ray
 
-    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs" / "serve"
+    node = ray._private.worker._global_node
+    assert node is not None, "Ray is not initialised in this process: the graph fixture starts it"
+    logs = Path(node.get_session_dir_path()) / "logs" / "serve"
     lines = []
     for path in logs.glob("*.log"):
         for line in path.read_text(errors="replace").splitlines():

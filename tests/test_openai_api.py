@@ -8,15 +8,18 @@ queues, for the 401 and back-pressure cases.
 from __future__ import annotations
 
 import io
+import json
+import subprocess
 import threading
+from pathlib import Path
 
 import openai
 import pytest
 import requests
 import srt
 import webvtt
-from audio_files import empty_wav, encode, speech_and_silence
-from conftest import SHARED_AUDIO, graph_args, wait_healthy
+from audio_files import empty_wav, encode, not_audio_samples, speech_and_silence
+from conftest import SHARED_AUDIO, graph_args, needs_tool, wait_healthy
 from openai.types.audio import (
     Transcription,
     TranscriptionTextDeltaEvent,
@@ -111,7 +114,7 @@ def test_srt_cues_match_the_segments(client):
     segments = transcribe(client, response_format="verbose_json").segments
     subtitles = list(srt.parse(transcribe(client, response_format="srt")))
     assert len(subtitles) == len(segments)
-    for cue, seg in zip(subtitles, segments):
+    for cue, seg in zip(subtitles, segments, strict=True):
         assert cue.start.total_seconds() == pytest.approx(seg.start, abs=1e-3)
         assert cue.end.total_seconds() == pytest.approx(seg.end, abs=1e-3)
         assert cue.content == seg.text.strip()
@@ -121,7 +124,7 @@ def test_vtt_cues_match_the_segments(client):
     segments = transcribe(client, response_format="verbose_json").segments
     captions = webvtt.from_buffer(io.StringIO(transcribe(client, response_format="vtt"))).captions
     assert len(captions) == len(segments)
-    for cue, seg in zip(captions, segments):
+    for cue, seg in zip(captions, segments, strict=True):
         assert cue.start_in_seconds + cue.start_time.milliseconds / 1000 == pytest.approx(seg.start, abs=1e-3)
         assert cue.end_in_seconds + cue.end_time.milliseconds / 1000 == pytest.approx(seg.end, abs=1e-3)
         assert cue.text == seg.text.strip()
@@ -300,6 +303,57 @@ def test_files_that_are_not_audio_are_bad_requests_naming_the_file(client, data,
     assert info.value.body["param"] == "file" and info.value.body["type"] == "invalid_request_error"
     with pytest.raises(openai.BadRequestError):
         client.audio.translations.create(model="whisper-1", file=audio(data, name))
+
+
+def test_uploads_ffmpeg_only_guesses_as_audio_are_bad_requests_then_audio_succeeds(client):
+    for name, data in not_audio_samples().items():
+        with pytest.raises(openai.BadRequestError) as info:
+            transcribe(client, file=audio(data, "upload.bin"))
+        assert info.value.code == "unsupported_media" and info.value.body["param"] == "file", name
+    assert isinstance(transcribe(client), Transcription)
+
+
+NODE_SDK = Path(__file__).parent / "node_sdk"
+
+
+@needs_tool("npm", package="npm")
+@needs_tool("node", package="nodejs")
+def test_the_node_sdk_raises_bad_request_error_for_files_that_are_not_audio(graph, tmp_path):
+    """OpenAI's Node SDK (pinned in tests/node_sdk/package-lock.json) on both routes: every file
+    that is not audio is its ``BadRequestError`` naming ``file``; real audio still transcribes."""
+    installed = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_SDK, capture_output=True, text=True, timeout=300
+    )
+    assert installed.returncode == 0, installed.stderr
+    samples = {
+        "notes.txt": b"just some words, not audio\n" * 20,
+        "picture.png": b"\x89PNG\r\n\x1a\n" + bytes(200),
+        "silent.wav": empty_wav(),
+        **{f"guessed-{i}.bin": data for i, data in enumerate(list(not_audio_samples().values())[::4])},
+    }
+    for name, data in samples.items():
+        (tmp_path / name).write_bytes(data)
+    out = subprocess.run(
+        [
+            "node",
+            "check.mjs",
+            f"{graph}/v1",
+            str(SHARED_AUDIO / "jfk.wav"),
+            *map(str, sorted(tmp_path.iterdir())),
+        ],
+        cwd=NODE_SDK,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result["refused"]) == set(samples)
+    for name, routes in result["refused"].items():
+        for route, error in routes.items():
+            assert error["error"] == "BadRequestError" and error["badRequest"], (name, route, error)
+            assert error["status"] == 400 and error["param"] == "file", (name, route, error)
+    assert result["text"] and list(srt.parse(result["srt"]))
 
 
 def test_too_large_is_413(client):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,11 +91,12 @@ def windows(n: int) -> list[Window]:
 
 
 def plan(n: int, tag: str = "a") -> AudioPlan:
+    refs: list[Any] = [f"{tag}{i}" for i in range(n)]  # names in place of ObjectRefs
     return AudioPlan(
         duration_s=10.0 * n,
         sample_rate=16000,
         windows=windows(n),
-        refs=[f"{tag}{i}" for i in range(n)],
+        refs=refs,
         upload=Upload(chunks=[], size=1),
         node_id="n0",
     )
@@ -295,7 +297,8 @@ def test_a_preprocessing_replica_that_died_is_asked_once_more():
 
 class FakeUpload:
     def __init__(self, data: bytes, filename: str = "a.wav"):
-        self.data, self.filename, self.reads = data, filename, []
+        self.data, self.filename = data, filename
+        self.reads: list[int] = []
 
     async def read(self, size: int = -1) -> bytes:
         self.reads.append(size)

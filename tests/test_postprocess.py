@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 
-from pipeline.llm import ChatOutput, TransformersChat
+from pipeline.llm import ChatOutput, Conversation, TransformersChat
 from pipeline.postprocess import (
     REDUCE_PROMPT,
     PostProcessor,
@@ -79,7 +80,7 @@ class ScriptedChat:
 
     def __init__(self, *answers: str):
         self.answers = list(answers)
-        self.calls = []
+        self.calls: list[tuple[list[Conversation], int]] = []
 
     def chat(self, conversations, max_new_tokens):
         self.calls.append((conversations, max_new_tokens))
@@ -172,7 +173,7 @@ def test_long_transcripts_are_cut_into_overlapping_chunks_that_fit():
     assert all(len(c.text.split()) <= 20 for c in chunks)
     assert " ".join(c.body for c in chunks) == LONG
     assert chunks[0].context == ""
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.context.split() == before.body.split()[-4:]
 
 

@@ -71,7 +71,7 @@ def test_windows_lost_with_their_owner_are_cut_again_once(local_ray):
     cuts = []  # the cutters that cut again (kept: an actor whose handles are gone exits)
 
     async def cut_again() -> AudioPlan:
-        cuts.append(Cutter.remote())
+        cuts.append(Cutter.remote())  # type: ignore[attr-defined]  # @ray.remote on a class: typed as the class
         return plan_of(await cuts[-1].cut.remote(3, offset=10), 3)
 
     windows = RecutWindows(plan, cut_again)
@@ -91,7 +91,8 @@ def test_windows_cut_differently_the_second_time_are_refused(local_ray):
     kill(cutter, plan.refs)
 
     async def cut_again() -> AudioPlan:
-        return plan_of(await Cutter.remote().cut.remote(3), 3)  # three windows instead of two
+        # three windows instead of two; @ray.remote on a class is typed as the class
+        return plan_of(await Cutter.remote().cut.remote(3), 3)  # type: ignore[attr-defined]
 
     with pytest.raises(StageUnavailable, match="cut differently"):
         asyncio.run(RecutWindows(plan, cut_again).call(0, first_sample.remote, "window 0", []))

@@ -42,7 +42,7 @@ def test_whisper_special_tokens_follow_the_real_layout(generated):
     eot = ids("<|endoftext|>")
     assert ids("<|startoftranscript|>") == eot + 1
     assert ids("<|en|>") == eot + 2
-    specials, timestamps = whisper_special_tokens()
+    _, timestamps = whisper_special_tokens()
     assert len(timestamps) == 1501 and timestamps[0] == "<|0.00|>" and timestamps[-1] == "<|30.00|>"
     assert ids("<|transcribe|>") == ids("<|translate|>") + 1
     assert ids("<|notimestamps|>") == ids("<|nocaptions|>") + 1

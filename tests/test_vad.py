@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -52,7 +53,7 @@ def test_windows_skip_long_silences_and_stay_within_30_s():
     assert len(windows) == 5 and windows[2].start == 46 * s
     assert not any(w.start < 35 * s < w.end for w in windows), "the 11 s silence is in no window"
     assert windows[-1].end == 120 * s
-    for a, b in zip(windows, windows[1:]):
+    for a, b in itertools.pairwise(windows):
         assert a.end <= b.start
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import types
+from typing import ClassVar
 
 import pytest
 
@@ -13,7 +14,7 @@ from pipeline.settings import LlmSettings
 
 
 class _FakeLLM:
-    instances: list = []
+    instances: ClassVar[list] = []
 
     def __init__(self, **kwargs):
         self.kwargs = kwargs
@@ -49,7 +50,7 @@ def test_memory_utilization_follows_the_gpu_share():
 
 
 def test_gpu_memory_utilization_is_set_as_the_gpu_memory_fraction():
-    with pytest.raises(ValueError, match="llm.gpu_memory_fraction instead"):
+    with pytest.raises(ValueError, match=r"llm\.gpu_memory_fraction instead"):
         LlmSettings(backend="vllm", vllm_options={"gpu_memory_utilization": 0.9})
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ def test_windows_cover_the_audio_in_order_and_are_at_most_30_s(seconds):
     n = int(seconds * 16000)
     windows = plan_windows(n, 16000, 30.0)
     assert windows[0].start == 0 and windows[-1].end == n
-    for a, b in zip(windows, windows[1:]):
+    for a, b in itertools.pairwise(windows):
         assert a.end == b.start
     assert all(0 < w.duration_s <= 30.0 for w in windows)
     assert [w.index for w in windows] == list(range(len(windows)))
