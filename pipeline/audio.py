@@ -247,7 +247,7 @@ class _Samples:
 
     Sized from the container's declared duration (and a second for the resampler's tail), so a
     long file is held once while decoding, not as a list of frames and then their concatenation
-    (a 2-hour file is 460 MB of float32; #4). Without a declared duration it grows by doubling.
+    (a 2-hour file is 460 MB of float32). Without a declared duration it grows by doubling.
     """
 
     def __init__(self, expected: float):

@@ -77,7 +77,7 @@ class WhisperTranscriber:
         self.dtype = resolve_dtype(settings.dtype, self.device, torch.float16)
         self.processor = WhisperProcessor.from_pretrained(path)
         self.model = WhisperForConditionalGeneration.from_pretrained(path, dtype=self.dtype)
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval()  # type: ignore[arg-type]  # `to` is @wraps-decorated: mypy sees it unbound
         self.tokenizer = self.processor.tokenizer
         self.sample_rate = self.processor.feature_extractor.sampling_rate
         # One config for every call: max_new_tokens replaces the checkpoint's max_length.
@@ -89,7 +89,9 @@ class WhisperTranscriber:
         self.prev_token_id = self.tokenizer.convert_tokens_to_ids("<|startofprev|>")
         self.scorer = WhisperScorer(self.model, self.tokenizer, self.device, eos_token_id=self.eos_token_id)
         self._id_to_language = {
-            tid: tok.strip("<|>") for tok, tid in self.generation_config.lang_to_id.items()
+            # lang_to_id comes from the checkpoint's generation_config.json: no declared attribute
+            tid: tok.strip("<|>")
+            for tok, tid in self.generation_config.lang_to_id.items()  # type: ignore[attr-defined]
         }
         self.load_s = time.perf_counter() - started
         log.info(

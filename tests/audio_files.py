@@ -131,14 +131,17 @@ SENTENCES = [
 
 
 def espeak(text: str, voice: str = "en-us", words_per_minute: int = 160) -> np.ndarray:
-    """``text`` spoken by espeak-ng (Debian's package; installed by .ci/run), at 16 kHz mono."""
+    """``text`` spoken by espeak-ng at 16 kHz mono (Debian's package; scripts/system-deps.sh
+    installs it)."""
     import shutil
     import subprocess
 
     from pipeline.audio import decode_audio
 
     if shutil.which("espeak-ng") is None:
-        raise RuntimeError("espeak-ng is not installed: apt-get install espeak-ng (see .ci/run)")
+        raise RuntimeError(
+            "espeak-ng is not installed: run bash scripts/system-deps.sh (or apt-get install espeak-ng)"
+        )
     wav = subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "--stdout", text],
         check=True,

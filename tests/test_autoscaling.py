@@ -32,7 +32,7 @@ def autoscaling_graph():
 class ReplicaSampler:
     """Running ASR replicas, from ``serve.status()``, once a second."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.samples: list[tuple[float, int]] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -4,12 +4,12 @@ never freed), and no replica's heap grows steadily with the requests (a linear f
 
 The heap is checked on requests sent one after another, read after ``malloc_trim`` in the
 replica; the object store after those and then concurrent traffic, when objects cross between
-deployments while others are in flight. Both choices are measured (see the issue notes):
-- untrimmed, glibc keeps freed memory in per-thread arenas and the amount wanders by tens of MiB;
-  CI failed on that once (ASR +44 MiB fitted over 150 requests);
-- under 4 concurrent clients, even the trimmed ASR heap grew (+93 MiB over 150 requests in a
-  CI run, +70 MiB over 360 here, flat in other runs), while over 200 requests sent one at a time
-  it stayed within 322-330 MiB. Memory kept per request (a leak in our code) grows with the
+deployments while others are in flight. Both choices are measured:
+- untrimmed, glibc keeps freed memory in per-thread arenas and the amount wanders by tens of MiB
+  (ASR +44 MiB fitted over 150 requests, with no leak);
+- under 4 concurrent clients, even the trimmed ASR heap grew (+70 to +93 MiB over 150-360
+  requests, flat in other runs), while over 200 requests sent one at a time it stayed within
+  322-330 MiB. Memory kept per request (a leak in our code) grows with the
   request count either way; growth that needs concurrent, varying batches is the allocator's or
   the native libraries' working set. bench/soak.py measures the concurrent case over 10 minutes.
 A leak of 1 MiB per window planted in the ASR deployment fails this test (+196 MiB fitted over
@@ -55,7 +55,7 @@ def settled_object_store(timeout_s: float = 30) -> tuple[float, int]:
     return previous
 
 
-def test_many_requests_leave_no_objects_and_no_growing_heap(graph):
+def test_many_requests_leave_no_objects_and_no_growing_heap(graph) -> None:
     data = encode(speech_and_silence("jfk", 3.0, "jfk"), 16000, "flac")  # two windows
 
     def send(_) -> int:

@@ -430,7 +430,7 @@ def test_refused_before_the_body_is_read(guarded):
     conn.close()
 
 
-def test_overload_is_429_with_retry_after_then_recovers(guarded):
+def test_overload_is_429_with_retry_after_then_recovers(guarded) -> None:
     key = KEYS.split(",")[0]
     long = encode(speech_and_silence("jfk", 3.0, "jfk"), 16000, "flac")  # 2 windows
     answers: list[requests.Response] = []

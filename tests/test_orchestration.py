@@ -246,7 +246,7 @@ def test_a_full_asr_queue_is_overloaded_with_serves_status_and_retry_after():
         (BackPressureError(num_queued_requests=1, max_queued_requests=1), "at capacity"),
     ],
 )
-def test_an_llm_that_cannot_answer_leaves_the_transcript_raw_saying_why(error, reason):
+def test_an_llm_that_cannot_answer_leaves_the_transcript_raw_saying_why(error, reason) -> None:
     async def refuse(text, punctuate, summarize):
         raise error
 
@@ -280,7 +280,7 @@ def test_a_rejected_upload_raises_the_stages_error():
         run(graph.plan(Upload(chunks=[], size=1)))
 
 
-def test_a_preprocessing_replica_that_died_is_asked_once_more():
+def test_a_preprocessing_replica_that_died_is_asked_once_more() -> None:
     answers: list = [RayActorError(), plan(1)]
 
     async def preprocess(upload):
