@@ -22,31 +22,7 @@ from deployments.request_log import RequestRecorder
 from deployments.upload_limit import UploadSizeLimit
 from pipeline.errors import SpeechgraphError
 
-
-class SpeechgraphApi(FastAPI):
-    """FastAPI with the API key in its schema: a bearer scheme that every ``/v1`` route accepts
-    and, when the service has keys configured, needs (``[{}, bearer]``: optional in the schema,
-    since the same code runs with and without keys). A method rather than a function over a
-    module global, because Serve runs a copy of the app in the replica."""
-
-    def openapi(self) -> dict[str, Any]:
-        if self.openapi_schema is None:
-            schema = super().openapi()
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "apiKey": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "Needed when the service has an API key (api.api_key_env is set).",
-                }
-            }
-            for path, operations in schema["paths"].items():
-                if path.startswith("/v1/"):
-                    for operation in operations.values():
-                        operation["security"] = [{}, {"apiKey": []}]
-        return self.openapi_schema or {}
-
-
-api = SpeechgraphApi(
+api = FastAPI(
     title="speechgraph",
     description="Speech-to-text as an autoscaling Ray Serve graph: preprocess -> Whisper -> LLM.",
     version="0.1.0",
@@ -73,6 +49,26 @@ def request_id() -> str | None:
 api.add_middleware(UploadSizeLimit, max_bytes=lambda: ingress_replica().settings.audio.max_upload_bytes)
 api.add_middleware(ApiKeyAuth, keys=lambda: ingress_replica().api_keys)
 api.add_middleware(RequestRecorder, metrics=lambda: ingress_replica().metrics, routes=api.routes)  # outermost
+
+
+def openapi_with_api_key(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema of ``app`` plus the API key: a bearer scheme that every ``/v1`` route
+    accepts and, when the service has keys configured, needs (``[{}, bearer]``: optional in the
+    schema, since the same code runs with and without keys)."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Needed when the service has an API key (api.api_key_env is set).",
+            }
+        }
+        for path, operations in schema["paths"].items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{}, {"apiKey": []}]
+    return app.openapi_schema or {}
 
 
 @api.exception_handler(SpeechgraphError)

@@ -31,7 +31,7 @@ from deployments.graph import (
     TranscriptionRequest,
     collect_document,
 )
-from deployments.http_app import ERROR_RESPONSES, api, request_id
+from deployments.http_app import ERROR_RESPONSES, api, openapi_with_api_key, request_id
 from deployments.http_errors import ModelNotFound
 from deployments.metrics import IngressMetrics, count_fallbacks
 from deployments.openai_protocol import ModelCard, ModelList, TranscriptionJson, TranscriptionVerboseJson
@@ -60,6 +60,17 @@ _OPENAI_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **ERROR_RESPONSES,
 }
+
+
+def _openapi_schema() -> dict[str, Any]:
+    """The schema of :data:`api` as this module declares its routes. Serve answers requests with a
+    pickled copy of the app, on which FastAPI's markers of unset fields no longer compare as
+    unset (every form would show an empty example); this function is pickled by reference, so
+    the replica builds the schema from this module's own app."""
+    return openapi_with_api_key(api)
+
+
+api.openapi = _openapi_schema  # type: ignore[method-assign]
 
 
 @serve.deployment(name="ingress")
