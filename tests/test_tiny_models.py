@@ -13,7 +13,8 @@ from transformers import (
     WhisperProcessor,
 )
 
-from pipeline.tiny_models import main, resolve_model_path, whisper_special_tokens
+from pipeline.tiny_models import main, resolve_model_path
+from pipeline.tiny_whisper import whisper_special_tokens
 
 
 @pytest.fixture(scope="module")
