@@ -139,6 +139,16 @@ def run_load(
                     if isinstance(status, int) and 200 <= status < 300:
                         result.latencies.append(time.monotonic() - t0)
 
+    def show_progress() -> None:
+        elapsed = time.monotonic() - started
+        with lock:
+            p50 = f"{np.median(result.latencies):.3f} s" if result.latencies else "-"
+            line = (
+                f"\r{elapsed:6.1f} s  sent {result.sent}  ok {result.ok}  "
+                f"errors {result.sent - result.ok}  {result.ok / elapsed:.2f} req/s  p50 {p50}   "
+            )
+        print(line, end="", file=sys.stderr, flush=True)
+
     threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
@@ -146,16 +156,10 @@ def run_load(
         for thread in threads:
             thread.join(0.5)
         if progress:
-            elapsed = time.monotonic() - started
-            with lock:
-                p50 = f"{np.median(result.latencies):.3f} s" if result.latencies else "-"
-                line = (
-                    f"\r{elapsed:6.1f} s  sent {result.sent}  ok {result.ok}  "
-                    f"errors {result.sent - result.ok}  {result.ok / elapsed:.2f} req/s  p50 {p50}   "
-                )
-            print(line, end="", file=sys.stderr, flush=True)
+            show_progress()
     result.wall_s = time.monotonic() - started
     if progress:
+        show_progress()  # the last requests may end after the last line: it shows the final counts
         print(file=sys.stderr)
     return result
 

@@ -39,6 +39,7 @@ from deployments.protocol import HealthResponse, LivenessResponse, ModelsRespons
 from deployments.request_log import note_request
 from deployments.responses import document_events, event_stream, openai_answer, openai_events
 from deployments.stage_calls import stage_errors
+from pipeline.decoding import DecodeOptions
 from pipeline.errors import InvalidParameter
 from pipeline.schemas import TranscriptionResult
 from pipeline.settings import PipelineSettings
@@ -136,7 +137,14 @@ class IngressDeployment:
         options = form.decode_options(self._prompt(form.prompt))
         return await self._openai(form, None, options, frozenset(), stream=False)
 
-    async def _openai(self, form, language, options, granularities, stream: bool) -> Response:
+    async def _openai(
+        self,
+        form: TranscriptionForm | TranslationForm,
+        language: str | None,
+        options: DecodeOptions,
+        granularities: frozenset[str],
+        stream: bool,
+    ) -> Response:
         self._model(form.model)
         request = TranscriptionRequest(language, options, form.punctuate, form.summarize, request_id())
         events = self._run(await self._audio(form), request)
