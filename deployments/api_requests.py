@@ -43,10 +43,6 @@ class _Form(BaseModel):
         return self.file
 
 
-def _language(value: str | None) -> str | None:
-    return normalize_language(value)
-
-
 class TranscribeForm(_Form):
     """``POST /v1/transcribe``: the document route."""
 
@@ -62,7 +58,7 @@ class TranscribeForm(_Form):
     """Send server-sent events instead: 'progress' as each window finishes, 'segment' as soon as
     it and all before it are ready, then 'document'."""
 
-    _normalize_language = field_validator("language")(_language)
+    _normalize_language = field_validator("language")(normalize_language)
 
     def decode_options(self) -> DecodeOptions:
         return DecodeOptions(task=self.task)
@@ -97,7 +93,7 @@ class TranscriptionForm(_OpenAIForm):
     stream: bool = False
     """Stream transcript.text.delta events, then transcript.text.done (json or text only)."""
 
-    _normalize_language = field_validator("language")(_language)
+    _normalize_language = field_validator("language")(normalize_language)
 
     @property
     def granularities(self) -> frozenset[str]:
