@@ -1,11 +1,14 @@
-"""What the ingress and the preprocessing stage send each other: the upload and the audio's plan.
+"""What the ingress and the preprocessing stage send each other: the upload, and its windows.
 
 The upload is an :class:`Upload`, the file's bytes in object-store chunks that the driver wrote as
 it read them from its spooled temporary file, so the driver never holds the whole file in its
-heap. The stage answers with a small :class:`AudioPlan` of ``ObjectRef``s, so the driver routes
-windows to ASR replicas without ever holding the samples itself. The windows are owned by the
-replica that cut them (Ray 2.56 removed ``ray.put``'s ``_owner``), so they are lost if it dies
-before ASR fetched them: the plan carries its upload, and the driver cuts it again.
+heap; a preprocess replica reads it through :class:`UploadReader`, a seekable file over those
+chunks mapped from the object store, so it never copies the file either. The stage answers with
+small messages: an :class:`AudioProbe`, the speech a chunk holds (``ChunkSpeech``), and
+:class:`AudioPart`s, windows with an ``ObjectRef`` each, so the driver routes windows to ASR
+replicas without ever holding the samples itself. The windows are owned by the replica that cut
+them (Ray 2.56 removed ``ray.put``'s ``_owner``), so they are lost if it dies before ASR fetched
+them: the driver asks for them to be cut again from the upload.
 
 Apart from ``deployments.preprocess`` so that the ingress, which decodes nothing, imports neither
 the decoder nor the VAD model to receive them.
@@ -13,11 +16,13 @@ the decoder nor the VAD model to receive them.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import ray
 
 from pipeline.errors import AudioError
+from pipeline.speech_windows import ChunkSpeech
 from pipeline.windows import Window
 
 
@@ -30,26 +35,102 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class Busy:
+    """The replica holds as much decoded audio as it may (``max_decoded_s_in_flight``)."""
+
+    decoded_s_in_flight: float
+
+
+@dataclass(frozen=True)
 class Upload:
     """An uploaded file as ``ObjectRef``s of consecutive uint8 chunks, in order."""
 
     chunks: list[ray.ObjectRef]
     size: int
 
-    def read(self) -> bytes:
-        """The file's bytes, joined once (the chunks themselves are zero-copy views)."""
-        return b"".join(memoryview(chunk) for chunk in ray.get(self.chunks))
+    def open(self) -> io.BufferedReader:
+        """The file, readable and seekable, over the chunks as the object store maps them."""
+        return io.BufferedReader(UploadReader([memoryview(chunk) for chunk in ray.get(self.chunks)]), 1 << 16)
+
+
+class UploadReader(io.RawIOBase):
+    """A read-only, seekable file over consecutive buffers: what PyAV reads the upload from."""
+
+    def __init__(self, parts: list[memoryview]):
+        self._parts = parts
+        self._starts = []
+        offset = 0
+        for part in parts:
+            self._starts.append(offset)
+            offset += len(part)
+        self._size = offset
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+        out = memoryview(buffer).cast("B")
+        written = 0
+        while written < len(out) and self._pos < self._size:
+            i = self._part_at(self._pos)
+            part, within = self._parts[i], self._pos - self._starts[i]
+            n = min(len(out) - written, len(part) - within)
+            out[written : written + n] = part[within : within + n]
+            written += n
+            self._pos += n
+        return written
+
+    def _part_at(self, position: int) -> int:
+        lo, hi = 0, len(self._starts) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._starts[mid] <= position:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
 
 @dataclass(frozen=True)
-class AudioPlan:
-    """Decoded audio as refs: one ``ObjectRef`` (float32 samples) per window."""
+class AudioProbe:
+    """What the container says before anything is decoded."""
 
-    duration_s: float
-    sample_rate: int
+    duration_s: float | None
+    """As declared; None when the container does not say."""
+    seekable: bool
+    """Seeking lands on the exact sample (wav, flac): chunks can be decoded apart."""
+
+
+@dataclass(frozen=True)
+class ScannedChunk:
+    """One chunk's speech, and the replica that scanned it."""
+
+    speech: ChunkSpeech
+    replica_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AudioPart:
+    """Some of a file's windows, in order, with an ``ObjectRef`` (float32 samples) each."""
+
     windows: list[Window]
     refs: list[ray.ObjectRef]
-    upload: Upload
-    """What the windows were cut from (the driver's own objects), to cut again if they are lost."""
+    planned_to_s: float
+    """How far into the audio the windows are now planned (the audio's length on the last part)."""
+    replica_id: str | None = None
     node_id: str | None = None
     """The node whose object store holds the windows (the preprocess replica's)."""
+    last: bool = False
+    """No windows come after these."""

@@ -4,18 +4,20 @@ Apart from HTTP (FastAPI never appears here) and written against objects shaped 
 ``DeploymentHandle``s (``handle.remote(...)``, ``handle.method.remote(...)``, answers that are
 awaitable and cancellable), so it is unit-tested with fakes, without a cluster.
 
-The driver never holds audio samples: the preprocessor returns an :class:`AudioPlan` of
-``ObjectRef``s, and each ref is passed on, unresolved, to an ASR call (Ray resolves a top-level
-ref argument in the ASR replica, straight from the object store). Every window goes to ASR at
-once, where Serve spreads the windows over replicas and ``@serve.batch`` batches them with other
-requests'. One stream of events serves every answer: a progress event as each window finishes,
-the windows in order as soon as each and all before it are done, then the document; the routes
-pick what they send of it.
+The driver never holds audio samples: the preprocessing stage answers with parts of the plan
+(``deployments.audio_parts``), windows with an ``ObjectRef`` each, and each ref is passed on,
+unresolved, to an ASR call (Ray resolves a top-level ref argument in the ASR replica, straight
+from the object store). A part's windows go to ASR as soon as it is planned, while a long file's
+later chunks are still being decoded; Serve spreads the windows over replicas and
+``@serve.batch`` batches them with other requests'. One stream of events serves every answer: a
+progress event as each part is planned and each window finishes, the windows in order as soon as
+each and all before it are done, then the document; the routes pick what they send of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -26,7 +28,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from deployments.audio_plan import AudioPlan, Rejected, Upload
+from deployments.audio_parts import AudioParts, PlannedAudio, PlanProgress
+from deployments.audio_plan import AudioPart, AudioProbe, Rejected, Upload
 from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.protocol import WindowProgress
 from deployments.stage_calls import RecutWindows, once_more_if_replica_died, stage_errors
@@ -40,7 +43,7 @@ from pipeline.schemas import (
     TranscriptionResult,
     WindowTranscript,
 )
-from pipeline.settings import PipelineSettings
+from pipeline.settings import PipelineSettings, VadOptions
 from pipeline.windows import Window
 
 log = logging.getLogger("ray.serve")
@@ -68,16 +71,8 @@ class TranscriptionRequest:
     punctuate: bool
     summarize: bool
     request_id: str | None = None
-
-
-@dataclass(frozen=True)
-class PlannedAudio:
-    """An upload cut into windows, and when its preprocessing started and ended
-    (``perf_counter``): a streamed request builds its document after its windows are done."""
-
-    plan: AudioPlan
-    started: float
-    preprocessed: float
+    vad: VadOptions | None = None
+    """This request's VAD (OpenAI's ``chunking_strategy``); None: the configured one."""
 
 
 class TranscriptionGraph:
@@ -117,97 +112,113 @@ class TranscriptionGraph:
             )
         return Upload(chunks=chunks, size=size)
 
-    async def plan(self, upload: Upload) -> PlannedAudio:
+    async def plan(self, upload: Upload, vad: VadOptions | None = None) -> PlannedAudio:
+        """Probe the upload and plan its first windows (the rest come while ASR runs)."""
         started = time.perf_counter()
         with stage_errors():
-            plan = await self._plan(upload)
-        return PlannedAudio(plan, started, time.perf_counter())
-
-    async def _plan(self, upload: Upload) -> AudioPlan:
-        """The upload decoded and cut into windows (sent once more if the replica died)."""
-        plan: AudioPlan | Rejected = await once_more_if_replica_died(
-            lambda: self.preprocess.remote(upload), "the upload's preprocessing"
+            probe: AudioProbe | Rejected = await once_more_if_replica_died(
+                lambda: self.preprocess.probe_upload.remote(upload), "the upload's probe"
+            )
+            if isinstance(probe, Rejected):
+                raise probe.error
+            parts = AudioParts(self.preprocess, self.settings.audio, upload, probe, vad)
+            rest = parts.stream()
+            try:
+                first = await anext(rest)
+            except BaseException:
+                await rest.aclose()
+                parts.cancel()
+                raise
+        return PlannedAudio(
+            parts, first, rest, started, time.perf_counter(), duration_s=probe.duration_s or 0.0
         )
-        if isinstance(plan, Rejected):
-            raise plan.error
-        return plan
 
     async def run(
         self, audio: PlannedAudio, request: TranscriptionRequest
     ) -> AsyncGenerator[GraphEvent, None]:
         """Progress and windows as they finish, then the document."""
         windows: list[WindowTranscript] = []
-        # aclosing: a consumer that stops early closes the fan-out too, which cancels its calls.
-        async with aclosing(self._windows(audio.plan, request)) as events:
-            async for event in events:
-                if isinstance(event, WindowTranscript):
-                    windows.append(event)
-                yield event
+        try:
+            # aclosing: a consumer that stops early closes the fan-out too, which cancels its calls.
+            async with aclosing(self._windows(audio, request)) as events:
+                async for event in events:
+                    if isinstance(event, WindowTranscript):
+                        windows.append(event)
+                    yield event
+        finally:
+            audio.parts.cancel()
         yield await self._document(audio, windows, request)
 
     async def _windows(
-        self, plan: AudioPlan, request: TranscriptionRequest
+        self, audio: PlannedAudio, request: TranscriptionRequest
     ) -> AsyncGenerator[WindowProgress | WindowTranscript, None]:
-        """A progress event after each window that finishes, in whatever order they finish; the
-        windows themselves in order, each as soon as it and all before it are done."""
-        if not plan.windows:
-            return  # no speech: Whisper is not called
-        asr, options = self.asr, request.options
+        """A progress event after each window that finishes, in whatever order they finish, and
+        after each part planned; the windows themselves in order, each as soon as it and all
+        before it are done. Windows go to ASR as soon as their part is planned."""
+        progress = PlanProgress(audio)
         language = request.language or self.settings.asr.default_language
-        tasks: dict[asyncio.Future, int] = {}
+        tasks: dict[asyncio.Future, Window] = {}
         responses: list = []
+        parts = audio.all_parts()
+        next_part: asyncio.Future | None = asyncio.ensure_future(anext(parts))
+        done: dict[int, WindowTranscript] = {}
+        next_index = 0
         try:
             with stage_errors():
-                windows = RecutWindows(plan, lambda: self._plan(plan.upload))
-                if language is None:
-                    language = await windows.call(
-                        0, asr.detect_language.remote, "window 0's language", responses
-                    )
-                for i, window in enumerate(plan.windows):
-
-                    def transcribe(ref: Any, window: Window = window) -> Any:
-                        return asr.transcribe.remote(ref, window, language, options)
-
-                    call = windows.call(
-                        i,
-                        transcribe,
-                        f"window {window.index}",
-                        responses,
-                    )
-                    tasks[asyncio.ensure_future(call)] = i
-                done: dict[int, WindowTranscript] = {}
-                pending, next_index, seconds = set(tasks), 0, 0.0
-                total_s = sum(w.duration_s for w in plan.windows)
-                while pending:
-                    finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in finished:
-                        done[tasks[task]] = task.result()
-                        seconds += plan.windows[tasks[task]].duration_s
-                        yield WindowProgress(
-                            windows_done=len(done),
-                            windows_total=len(plan.windows),
-                            audio_seconds_done=round(seconds, 3),
-                            audio_seconds_total=round(total_s, 3),
-                        )
+                while next_part is not None or tasks:
+                    waiting = set(tasks) | ({next_part} if next_part is not None else set())
+                    finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    if next_part in finished:
+                        part: AudioPart = next_part.result()
+                        next_part = None if part.last else asyncio.ensure_future(anext(parts))
+                        if part.last:
+                            audio.preprocessed, audio.duration_s = time.perf_counter(), part.planned_to_s
+                        recut = RecutWindows(part, functools.partial(audio.parts.cut_again, part))
+                        if language is None and part.windows:
+                            language = await recut.call(
+                                0, self.asr.detect_language.remote, "the language", responses
+                            )
+                        for i, window in enumerate(part.windows):
+                            call = recut.call(
+                                i,
+                                self._transcribe(window, language, request.options),
+                                f"window {window.index}",
+                                responses,
+                            )
+                            tasks[asyncio.ensure_future(call)] = window
+                        yield progress.planned(part)
+                    for task in finished - {next_part}:
+                        if task not in tasks:
+                            continue
+                        window = tasks.pop(task)
+                        done[window.index] = task.result()
+                        yield progress.transcribed(window)
                     while next_index in done:
-                        yield done[next_index]
+                        yield done.pop(next_index)
                         next_index += 1
         finally:
             # Stop the windows still queued or running when the request ends early (an error, a
             # client gone). Serve's cancel() re-raises the error of a call that already failed:
             # nothing is left to stop there.
-            for task in tasks:
+            for task in [*tasks, *([next_part] if next_part is not None else [])]:
                 task.cancel()
+            await parts.aclose()
             for response in responses:
                 with suppress(Exception):
                     response.cancel()
 
+    def _transcribe(
+        self, window: Window, language: str | None, options: DecodeOptions
+    ) -> Callable[[Any], Any]:
+        """The ASR call of ``window``, given the ref of its samples."""
+        return lambda ref: self.asr.transcribe.remote(ref, window, language, options)
+
     async def _document(
         self, audio: PlannedAudio, transcripts: list[WindowTranscript], request: TranscriptionRequest
     ) -> TranscriptionResult:
-        plan = audio.plan
         segments = stitch_segments(transcripts)
         transcribed = time.perf_counter()
+        preprocessed = audio.preprocessed or transcribed
         if request.punctuate or request.summarize:
             post = await self._postprocess(transcript_text(segments), request)
         else:
@@ -215,16 +226,18 @@ class TranscriptionGraph:
         finished = time.perf_counter()
         nodes = StageNodes(
             ingress=self.node_id,
-            preprocess=plan.node_id,
+            preprocess=audio.first.node_id,
             postprocess=post.node_id,
             asr_windows=dict(Counter(t.node_id for t in transcripts if t.node_id is not None)),
         )
         timings = StageTimings(
-            preprocess_s=audio.preprocessed - audio.started,
-            asr_s=transcribed - audio.preprocessed,
+            preprocess_s=preprocessed - audio.started,
+            asr_s=transcribed - audio.first_planned,
             postprocess_s=finished - transcribed,
             total_s=finished - audio.started,
-            windows=len(plan.windows),
+            windows=len(transcripts),
+            first_window_s=audio.first_planned - audio.started,
+            preprocess_chunks_by_replica=dict(audio.parts.replicas),
             asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts if t.replica_id)),
             asr_largest_batch=max((t.batch_size for t in transcripts), default=0),
             nodes=nodes,
@@ -237,7 +250,7 @@ class TranscriptionGraph:
         return build_document(
             language=language,
             task=request.options.task,
-            duration_s=plan.duration_s,
+            duration_s=audio.duration_s,
             segments=segments,
             post=post,
             timings=timings,

@@ -109,7 +109,7 @@ class IngressDeployment:
         request = TranscriptionRequest(
             form.language, form.decode_options(), form.punctuate, form.summarize, request_id()
         )
-        events = self._run(await self._audio(form), request)
+        events = self._run(await self._audio(form, request), request)
         if form.stream:
             return event_stream(document_events(events), openai=False, request_id=request.request_id)
         result, _ = await collect_document(events)
@@ -146,8 +146,15 @@ class IngressDeployment:
         stream: bool,
     ) -> Response:
         self._model(form.model)
-        request = TranscriptionRequest(language, options, form.punctuate, form.summarize, request_id())
-        events = self._run(await self._audio(form), request)
+        request = TranscriptionRequest(
+            language,
+            options,
+            form.punctuate,
+            form.summarize,
+            request_id(),
+            vad=form.vad_options(self.settings.audio.vad_options()),
+        )
+        events = self._run(await self._audio(form, request), request)
         if stream:
             named = openai_events(events, punctuate=form.punctuate, summarize=form.summarize)
             return event_stream(named, openai=True, request_id=request.request_id)
@@ -180,23 +187,25 @@ class IngressDeployment:
 
     # --- the graph, for every route -----------------------------------------------------------
 
-    async def _audio(self, form: TranscribeForm | TranscriptionForm | TranslationForm) -> PlannedAudio:
+    async def _audio(
+        self, form: TranscribeForm | TranscriptionForm | TranslationForm, request: TranscriptionRequest
+    ) -> PlannedAudio:
         upload = await self.graph.upload(form.audio_file())
         self.metrics.received_bytes.inc(upload.size)
-        return await self.graph.plan(upload)
+        return await self.graph.plan(upload, request.vad)
 
     async def _run(self, audio: PlannedAudio, request: TranscriptionRequest) -> AsyncGenerator[GraphEvent]:
         """The graph's events; the document is counted in the metrics and the request's log line."""
         async with aclosing(self.graph.run(audio, request)) as events:
             async for event in events:
                 if isinstance(event, TranscriptionResult):
-                    self.metrics.record_document(event.timings, audio.plan.duration_s)
+                    self.metrics.record_document(event.timings, event.duration_s)
                     stage_seconds = {
                         f"{stage}_s": round(getattr(event.timings, f"{stage}_s"), 4)
                         for stage in ("preprocess", "asr", "postprocess")
                     }
                     note_request(
-                        audio_s=round(audio.plan.duration_s, 3),
+                        audio_s=round(event.duration_s, 3),
                         windows=event.timings.windows,
                         **stage_seconds,
                     )

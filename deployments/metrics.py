@@ -109,13 +109,18 @@ class PreprocessMetrics:
         self.audio_seconds.set_default_tags({"stage": "preprocess"})
         self.speech_ratio = Histogram(
             "speechgraph_vad_speech_ratio",
-            description="Share of each file's duration that VAD kept as speech windows.",
+            description="Share of each file's duration that VAD kept as speech windows "
+            "(files decoded by one replica; long files cut across replicas are not counted).",
             boundaries=RATIO_BUCKETS,
         )
 
-    def record_plan(self, duration_s: float, speech_s: float) -> None:
+    def record_decoded(self, seconds: float) -> None:
+        if seconds > 0:
+            self.audio_seconds.inc(seconds)
+
+    def record_file(self, duration_s: float, speech_s: float) -> None:
+        """A file decoded whole by this replica: the share of it that is speech."""
         if duration_s > 0:
-            self.audio_seconds.inc(duration_s)
             self.speech_ratio.observe(min(1.0, speech_s / duration_s))
 
 

@@ -54,11 +54,19 @@ def error_body(
 
 
 class WindowProgress(BaseModel):
-    """Stream event ``progress``: sent each time a window is transcribed (in any order)."""
+    """Stream event ``progress``: sent each time a window is transcribed (in any order), and each
+    time more of a long file has been cut into windows."""
 
     windows_done: int
     windows_total: int
+    """Windows planned so far (final once ``planning_done``)."""
     audio_seconds_done: float
     """Seconds of (speech) windows transcribed so far."""
     audio_seconds_total: float
-    """Seconds of all windows; silence cut out by VAD is in none."""
+    """Seconds of the windows planned so far; silence cut out by VAD is in none."""
+    audio_planned_s: float = 0.0
+    """How far into the audio the windows are planned (a long file is planned chunk by chunk)."""
+    duration_s: float | None = None
+    """The audio's length: as the container declares it until planning is done, then as decoded."""
+    planning_done: bool = True
+    """Every window is planned: the totals are final."""

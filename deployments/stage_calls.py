@@ -18,7 +18,7 @@ from typing import Any
 from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from deployments.audio_plan import AudioPlan
+from deployments.audio_plan import AudioPart
 from deployments.http_errors import RETRY_AFTER_S, Overloaded, StageUnavailable
 
 log = logging.getLogger("ray.serve")
@@ -67,20 +67,20 @@ async def once_more_if_replica_died(call: StageCall, what: str, responses: list 
 
 
 class RecutWindows:
-    """A plan's windows as stage calls, cut again once if they are lost. A window's ``ObjectRef``
+    """A part's windows as stage calls, cut again once if they are lost. A window's ``ObjectRef``
     is owned by the preprocessing replica that cut it and dies with it; the upload is the
     ingress's own, and cutting it again gives the same windows."""
 
-    def __init__(self, plan: AudioPlan, cut: Callable[[], Awaitable[AudioPlan]]):
-        self.plan = plan
+    def __init__(self, part: AudioPart, cut: Callable[[], Awaitable[AudioPart]]):
+        self.part = part
         self._cut = cut
         self._again: asyncio.Future | None = None
 
     async def call(self, index: int, send: Callable[[Any], Any], what: str, responses: list) -> Any:
-        """``send(window_ref)``, sent once more if its replica died, and with a freshly cut window
-        if the window was lost."""
+        """``send(window_ref)`` for the part's ``index``-th window, sent once more if its replica
+        died, and with a freshly cut window if the window was lost."""
         try:
-            return await once_more_if_replica_died(lambda: send(self.plan.refs[index]), what, responses)
+            return await once_more_if_replica_died(lambda: send(self.part.refs[index]), what, responses)
         except ObjectLostError:
             log.warning(
                 "%s was lost with the preprocessing replica that cut it; cutting the audio again", what
@@ -89,11 +89,11 @@ class RecutWindows:
         return await once_more_if_replica_died(lambda: send(refs[index]), what, responses)
 
     async def _refs_again(self) -> list:
-        if self._again is None:  # once per request, however many windows were lost
+        if self._again is None:  # once per part, however many of its windows were lost
             self._again = asyncio.ensure_future(self._cut())
-        plan = await self._again
-        if plan.windows != self.plan.windows:
+        part = await self._again
+        if part.windows != self.part.windows:
             raise StageUnavailable(
                 "The audio's windows were lost and cut differently the second time. Send the request again."
             )
-        return plan.refs
+        return part.refs

@@ -28,10 +28,11 @@ only its content could tell.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -56,6 +57,7 @@ UNDECODABLE_RAW = frozenset({"ac4"})
 #: How many leading frames of a raw stream must hold together (FFmpeg's mp3 probe trusts 7).
 FRAMES_CHECKED = 8
 _INFO_TAGS = (b"Xing", b"Info", b"VBRI")
+NO_SAMPLES = "The file has an audio stream but no audio samples could be decoded."
 
 Source = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
 _FORMATS_HINT = "Send wav, flac, mp3, ogg/opus, m4a or webm."
@@ -83,6 +85,8 @@ def _open(source: Source) -> av.container.InputContainer:
         fileobj = str(path)
     else:
         fileobj = source
+        if fileobj.seekable():
+            fileobj.seek(0)  # FFmpeg's seeks are offsets into the file, its first read is wherever it stands
     try:
         return av.open(fileobj, mode="r", metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -99,55 +103,87 @@ def decode_audio(source: Source, *, max_duration_s: float, sample_rate: int = SA
     :class:`UndecodableAudio` or :class:`AudioTooLong`.
     """
     limit = int(max_duration_s * sample_rate)
-    with _open(source) as container:
-        if not container.streams.audio:
-            raise NoAudioStream(
-                "The file has no audio stream (it may be video or an image only). "
-                "Send a file with an audio track."
-            )
-        stream = container.streams.audio[0]
-        guessed = container.format.name in FRAME_SYNC or container.format.name in UNDECODABLE_RAW
-        if stream.codec_context is None:
-            if guessed:
-                raise NotAudio(_guessed(source, container.format, "FFmpeg has no decoder for it"))
-            raise UndecodableAudio(
-                f"The file's audio codec has no decoder here ({container.format.long_name}). "
-                "Re-encode it (e.g. to flac or wav) and try again."
-            )
-        packets = container.demux(stream)
-        first = _leading_frames(container, packets, source) if container.format.name in FRAME_SYNC else []
-        declared = None
-        if stream.duration is not None and stream.time_base is not None:
-            declared = float(stream.duration * stream.time_base)
-            if declared > max_duration_s + 1.0:
-                raise AudioTooLong(_too_long(declared, max_duration_s))
-        # Resample every channel, then average them: FFmpeg's own stereo->mono matrix adds the
-        # channels at -3 dB each, which makes identical channels 1.41x louder and can clip.
-        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
-        samples = _Samples(((declared if declared is not None else 60.0) + 1.0) * sample_rate)
-        try:
-            for packet in itertools.chain(first, packets):
-                for frame in stream.decode(packet):
-                    for out in resampler.resample(frame):
-                        samples.add_mean(out.to_ndarray())
-                        if samples.size > limit:
-                            raise AudioTooLong(
-                                _too_long(samples.size / sample_rate, max_duration_s, partial=True)
-                            )
-            for out in resampler.resample(None):
-                samples.add_mean(out.to_ndarray())
-        except av.FFmpegError as exc:
-            if guessed and samples.size == 0:
-                raise NotAudio(_guessed(source, container.format, "none of its frames decodes")) from None
-            raise UndecodableAudio(
-                f"The audio stream could not be decoded ({exc}). The file may be truncated or "
-                "corrupt; re-encode it (e.g. to flac or wav) and try again."
-            ) from None
-        if samples.size == 0 and guessed:
-            raise NotAudio(_guessed(source, container.format, "none of its frames decodes"))
+    with _Decoder(source, max_duration_s=max_duration_s) as decoder:
+        samples = _Samples(((decoder.declared if decoder.declared is not None else 60.0) + 1.0) * sample_rate)
+        for mono in decoder.mono(decoder.frames(), sample_rate):
+            samples.add(mono)
+            if samples.size > limit:
+                raise AudioTooLong(_too_long(samples.size / sample_rate, max_duration_s, partial=True))
     if samples.size == 0:
-        raise UndecodableAudio("The file has an audio stream but no audio samples could be decoded.")
+        raise UndecodableAudio(NO_SAMPLES)
     return samples.array[:limit]
+
+
+class _Decoder(contextlib.AbstractContextManager):
+    """``source``'s first audio stream, opened and checked as every decode checks it, and the one
+    decode loop (:meth:`frames`, :meth:`mono`) that :mod:`pipeline.audio_ranges` shares too."""
+
+    def __init__(self, source: Source, *, max_duration_s: float):
+        self.source = source
+        self.container = container = _open(source)
+        try:
+            if not container.streams.audio:
+                raise NoAudioStream(
+                    "The file has no audio stream (it may be video or an image only). "
+                    "Send a file with an audio track."
+                )
+            self.stream = stream = container.streams.audio[0]
+            self.guessed = container.format.name in FRAME_SYNC or container.format.name in UNDECODABLE_RAW
+            if stream.codec_context is None:
+                if self.guessed:
+                    raise NotAudio(_guessed(source, container.format, "FFmpeg has no decoder for it"))
+                raise UndecodableAudio(
+                    f"The file's audio codec has no decoder here ({container.format.long_name}). "
+                    "Re-encode it (e.g. to flac or wav) and try again."
+                )
+            self._packets = container.demux(stream)
+            raw = container.format.name in FRAME_SYNC
+            self._first = _leading_frames(container, self._packets, source) if raw else []
+            self.declared: float | None = None  # seconds, as the stream's header declares them
+            if stream.duration is not None and stream.time_base is not None:
+                self.declared = float(stream.duration * stream.time_base)
+                if self.declared > max_duration_s + 1.0:
+                    raise AudioTooLong(_too_long(self.declared, max_duration_s))
+        except BaseException:
+            container.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.container.close()
+
+    def seek(self, pts: int) -> None:
+        """Seek the stream to at or before ``pts`` (in its time base): :meth:`frames` goes on from there."""
+        self._first = []  # a raw stream's leading packets, demuxed from the start
+        self.container.seek(pts, stream=self.stream)
+
+    def frames(self) -> Iterator[av.AudioFrame]:
+        """The stream's decoded frames from where the demuxer stands: the start, or a seek's target."""
+        packets, self._first = itertools.chain(self._first, self._packets), []
+        for packet in packets:
+            yield from self.stream.decode(packet)
+
+    def mono(self, frames: Iterable[av.AudioFrame], sample_rate: int) -> Generator[np.ndarray]:
+        """``frames`` through one resampler to ``sample_rate``, each output frame as mono float32.
+
+        Every channel is resampled, then they are averaged: FFmpeg's own stereo->mono matrix adds
+        the channels at -3 dB each, which makes identical channels 1.41x louder and can clip.
+        """
+        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+        produced = False
+        try:
+            for frame in itertools.chain(frames, [None]):
+                for out in resampler.resample(frame):
+                    channels = out.to_ndarray()
+                    produced = produced or channels.shape[1] > 0
+                    yield channels[0] if channels.shape[0] == 1 else channels.mean(axis=0, dtype=np.float32)
+        except av.FFmpegError as exc:
+            if produced or not self.guessed:
+                raise UndecodableAudio(
+                    f"The audio stream could not be decoded ({exc}). The file may be truncated or "
+                    "corrupt; re-encode it (e.g. to flac or wav) and try again."
+                ) from None
+        if self.guessed and not produced:  # also after an error: a guess that never decoded
+            raise NotAudio(_guessed(self.source, self.container.format, "none of its frames decodes"))
 
 
 def _guessed(source: Source, fmt: av.ContainerFormat, why: str, advice: str = _FORMATS_HINT) -> str:
@@ -254,14 +290,14 @@ class _Samples:
         self._buffer = np.empty(max(int(expected), 1024), np.float32)
         self.size = 0
 
-    def add_mean(self, channels: np.ndarray) -> None:
-        """Append the per-sample mean of ``channels`` (shape: channels x samples)."""
-        n = channels.shape[1]
+    def add(self, mono: np.ndarray) -> None:
+        """Append ``mono`` (float32 samples)."""
+        n = mono.size
         if self.size + n > self._buffer.size:
             grown = np.empty(max(2 * self._buffer.size, self.size + n), np.float32)
             grown[: self.size] = self._buffer[: self.size]
             self._buffer = grown
-        channels.mean(axis=0, dtype=np.float32, out=self._buffer[self.size : self.size + n])
+        self._buffer[self.size : self.size + n] = mono
         self.size += n
 
     @property

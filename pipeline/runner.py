@@ -6,14 +6,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pipeline.audio import Source, decode_audio
+from pipeline.audio import Source
 from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
 from pipeline.languages import normalize_language
 from pipeline.llm import load_chat_backend
+from pipeline.long_audio import plan_in_chunks
 from pipeline.postprocess import PostProcessor
-from pipeline.schemas import StageTimings, Task, TranscriptionResult
+from pipeline.schemas import StageTimings, Task, TranscriptionResult, WindowTranscript
 from pipeline.settings import PipelineSettings
-from pipeline.vad import WindowPlanner
+from pipeline.vad import SpeechDetector
 from pipeline.whisper import WhisperTranscriber, WindowAudio
 
 #: Called after each ASR batch with (windows done, windows total).
@@ -26,7 +27,7 @@ class InProcessPipeline:
     def __init__(self, settings: PipelineSettings):
         self.settings = settings
         self.transcriber = WhisperTranscriber(settings.asr)
-        self.planner = WindowPlanner(settings.audio)
+        self.detector = SpeechDetector(settings.audio) if settings.audio.vad else None
         self.postprocessor = PostProcessor(settings.llm, load_chat_backend(settings.llm))
 
     def transcribe(
@@ -41,23 +42,27 @@ class InProcessPipeline:
     ) -> TranscriptionResult:
         started = time.perf_counter()
         language = normalize_language(language) or self.settings.asr.default_language
-        audio = decode_audio(
-            source,
-            max_duration_s=self.settings.audio.max_duration_s,
-            sample_rate=self.transcriber.sample_rate,
-        )
-        windows = self.planner.plan(audio, self.transcriber.sample_rate)
-        preprocessed = time.perf_counter()
-
-        if language is None and windows:
-            language = self.transcriber.detect_language(windows[0].cut(audio))
-        results = []
-        step = self.settings.asr.batch_size
-        for i in range(0, len(windows), step):
-            batch = [WindowAudio(w.cut(audio), w.start_s, w.index) for w in windows[i : i + step]]
-            results += self.transcriber.transcribe(batch, language=language, task=task)
-            if progress:
-                progress(len(results), len(windows))
+        rate = self.transcriber.sample_rate
+        # Planned a chunk at a time (as the service plans a file), so a long file is never held
+        # whole, and each batch is transcribed as soon as its windows are final.
+        waiting: list[WindowAudio] = []
+        results: list[WindowTranscript] = []
+        windows = 0
+        duration_s = 0.0
+        for part in plan_in_chunks(source, self.settings.audio, self.detector, sample_rate=rate):
+            windows += len(part.windows)
+            pairs = zip(part.windows, part.samples, strict=True)
+            waiting += [WindowAudio(x, w.start_s, w.index) for w, x in pairs]
+            if language is None and waiting:
+                language = self.transcriber.detect_language(waiting[0].audio)
+            duration_s = part.planned_to / rate
+            step = self.settings.asr.batch_size
+            while len(waiting) >= step or (part.last and waiting):
+                batch, waiting = waiting[:step], waiting[step:]
+                results += self.transcriber.transcribe(batch, language=language, task=task)
+                if progress:
+                    progress(len(results), windows)
+        preprocessed = started  # planning and ASR interleave here; preprocess_s is not measured
         segments = stitch_segments(results)
         transcribed = time.perf_counter()
 
@@ -68,12 +73,12 @@ class InProcessPipeline:
             asr_s=transcribed - preprocessed,
             postprocess_s=finished - transcribed,
             total_s=finished - started,
-            windows=len(windows),
+            windows=windows,
         )
         return build_document(
             language=language or NO_SPEECH_LANGUAGE,
             task=task,
-            duration_s=audio.size / self.transcriber.sample_rate,
+            duration_s=duration_s,
             segments=segments,
             post=post,
             timings=timings,

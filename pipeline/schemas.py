@@ -174,11 +174,20 @@ class StageTimings(_Schema):
     """Wall-clock seconds per stage, as the driver saw them (queueing included)."""
 
     preprocess_s: float = 0.0
+    """Until every window was planned."""
     asr_s: float = 0.0
+    """From the first window planned until the last was transcribed."""
     postprocess_s: float = 0.0
     total_s: float = 0.0
     windows: int = 0
     """Speech windows the audio was cut into: one Whisper input each (none for silence)."""
+    first_window_s: float = 0.0
+    """Seconds from the start until the first windows were planned (ASR starts then; a long file
+    is still being decoded, so ASR and preprocessing overlap and their times add up to more than
+    the total)."""
+    preprocess_chunks_by_replica: dict[str, int] = Field(default_factory=dict)
+    """Chunks of this file each preprocess replica decoded (one per replica for a file decoded
+    front to back by one replica; the service only)."""
     asr_windows_by_replica: dict[str, int] = Field(default_factory=dict)
     """How many of the file's windows each ASR replica transcribed (the service only)."""
     asr_largest_batch: int = 0

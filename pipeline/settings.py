@@ -20,6 +20,20 @@ class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
 
+class VadOptions(_Settings):
+    """How Silero VAD finds speech: the settings' values, or one request's (OpenAI's
+    ``chunking_strategy``)."""
+
+    threshold: float = Field(0.5, gt=0, lt=1)
+    """Speech probability above which a 32 ms frame counts as speech."""
+
+    min_silence_s: float = Field(0.5, ge=0, le=10)
+    """Shortest pause that separates two stretches of speech."""
+
+    speech_pad_s: float = Field(0.2, ge=0, le=5)
+    """Audio kept on each side of a stretch of speech, so word edges are not clipped."""
+
+
 class AudioSettings(_Settings):
     """Decoding limits and windowing."""
 
@@ -48,9 +62,36 @@ class AudioSettings(_Settings):
     vad_max_gap_s: float = Field(2.0, gt=0)
     """A silence at least this long always ends a window (shorter ones may sit inside one)."""
 
+    chunked_above_s: float = Field(900.0, gt=0)
+    """Audio longer than this (as its container declares) whose format seeks exactly (wav, flac)
+    is cut into chunks that several preprocess replicas decode and scan for speech in parallel;
+    shorter audio, and formats that cannot seek exactly, are decoded by one replica, a chunk at a
+    time."""
+
+    chunk_s: float = Field(300.0, ge=60)
+    """Length of one chunk of the timeline: the most audio a preprocess call decodes at once."""
+
+    chunk_overlap_s: float = Field(10.0, ge=1)
+    """Audio scanned on each side of a chunk, so speech crossing a chunk's edge is seen whole."""
+
+    chunks_in_flight: int = Field(4, ge=1)
+    """Chunks of one file being decoded at the same time (spread over the preprocess replicas)."""
+
+    max_decoded_s_in_flight: float = Field(3600.0, gt=0)
+    """Seconds of decoded audio one preprocess replica holds at once over all its calls (about
+    230 MB per hour at 16 kHz float32); work beyond it is refused with 503 and Retry-After."""
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    def vad_options(self) -> VadOptions:
+        """This configuration's VAD, for requests that set none of their own."""
+        return VadOptions(
+            threshold=self.vad_threshold,
+            min_silence_s=self.vad_min_silence_s,
+            speech_pad_s=self.vad_speech_pad_s,
+        )
 
 
 class AsrSettings(_Settings):

@@ -90,7 +90,7 @@ def test_stream_sends_progress_and_segments_before_the_same_document(graph):
     names = [name for name, _ in events]
     assert names[-1] == "document" and names.count("document") == 1
     progress = [body for name, body in events if name == "progress"]
-    assert [p["windows_done"] for p in progress] == [1, 2, 3]
+    assert [p["windows_done"] for p in progress] == [0, 1, 2, 3], "planned, then each window"
     assert all(p["windows_total"] == 3 for p in progress)
     assert progress[-1]["audio_seconds_done"] == pytest.approx(progress[-1]["audio_seconds_total"])
     streamed = events[-1][1]
@@ -225,12 +225,16 @@ def test_driver_receives_object_refs_not_audio(graph):
         size=len(data),
     )
     assert len(upload.chunks) > 2
-    plan = handle.remote(upload).result(timeout_s=60)
-    assert plan.refs and all(isinstance(ref, ray.ObjectRef) for ref in plan.refs)
-    assert len(plan.refs) == len(plan.windows)
-    window = ray.get(plan.refs[0])
+    probe = handle.probe_upload.remote(upload).result(timeout_s=60)
+    assert probe.seekable and probe.duration_s == pytest.approx(11.0, abs=0.1)
+    parts = list(handle.options(stream=True).plan.remote(upload))
+    assert parts[-1].last and all(not p.last for p in parts[:-1])
+    refs = [ref for part in parts for ref in part.refs]
+    windows = [w for part in parts for w in part.windows]
+    assert refs and all(isinstance(ref, ray.ObjectRef) for ref in refs) and len(refs) == len(windows)
+    window = ray.get(refs[0])
     assert isinstance(window, np.ndarray) and window.dtype == np.float32
-    assert window.size == plan.windows[0].end - plan.windows[0].start
+    assert window.size == windows[0].end - windows[0].start
 
 
 def test_in_process_runner_gives_the_same_segments(graph):

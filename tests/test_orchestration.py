@@ -17,7 +17,8 @@ import pytest
 from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from deployments.audio_plan import AudioPlan, Rejected, Upload
+from deployments import audio_parts
+from deployments.audio_plan import AudioPart, AudioProbe, Busy, Rejected, ScannedChunk, Upload
 from deployments.graph import (
     UPLOAD_CHUNK_BYTES,
     PlannedAudio,
@@ -31,7 +32,8 @@ from pipeline.decoding import DecodeOptions
 from pipeline.errors import InvalidParameter, NotAudio
 from pipeline.schemas import PostprocessResult, PunctuationResult, Segment, SummaryResult, WindowTranscript
 from pipeline.settings import PipelineSettings
-from pipeline.windows import Window
+from pipeline.speech_windows import ChunkSpeech
+from pipeline.windows import Window, plan_speech_windows
 
 
 class FakeResponse:
@@ -86,20 +88,71 @@ class FakeAsr:
         )
 
 
-def windows(n: int) -> list[Window]:
-    return [Window(index=i, start=160_000 * i, end=160_000 * i + 80_000, sample_rate=16000) for i in range(n)]
+def windows(n: int, first: int = 0) -> list[Window]:
+    return [
+        Window(index=i, start=160_000 * i, end=160_000 * i + 80_000, sample_rate=16000)
+        for i in range(first, first + n)
+    ]
 
 
-def plan(n: int, tag: str = "a") -> AudioPlan:
-    refs: list[Any] = [f"{tag}{i}" for i in range(n)]  # names in place of ObjectRefs
-    return AudioPlan(
-        duration_s=10.0 * n,
-        sample_rate=16000,
-        windows=windows(n),
-        refs=refs,
-        upload=Upload(chunks=[], size=1),
-        node_id="n0",
+def part(n: int, tag: str = "a", first: int = 0, last: bool = True) -> AudioPart:
+    refs: list[Any] = [f"{tag}{i}" for i in range(first, first + n)]  # names in place of ObjectRefs
+    return AudioPart(
+        windows=windows(n, first), refs=refs, planned_to_s=10.0 * (first + n), node_id="n0", last=last
     )
+
+
+class FakeStream:
+    """A streamed stage call, as Serve's ``DeploymentResponseGenerator``: async-iterable,
+    cancellable; an exception among the items is raised in its turn."""
+
+    def __init__(self, items: list, delay: float = 0.0):
+        self.items, self.delay = list(items), delay
+        self.cancelled = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        await asyncio.sleep(self.delay)
+        if not self.items or self.cancelled:
+            raise StopAsyncIteration
+        item = self.items.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakePreprocess:
+    """Preprocess replicas: ``streams`` are what successive ``plan`` calls stream; ``recuts``
+    what successive ``cut`` calls answer (the windows cut again)."""
+
+    def __init__(
+        self, streams: list[list], recuts: list | None = None, probe: Any = None, delay: float = 0.0
+    ):
+        self.streams, self.recuts, self.delay = list(streams), list(recuts or []), delay
+        self.probe_upload = FakeMethod(self._probe)
+        self.cut = FakeMethod(self._cut)
+        self.plan = self
+        self.plan_calls: list[tuple] = []
+        self._probe_answer = probe or AudioProbe(duration_s=30.0, seekable=False)
+
+    def options(self, stream: bool = False) -> FakePreprocess:
+        assert stream, "plan is a streamed call"
+        return self
+
+    def remote(self, *args) -> FakeStream:  # plan.remote
+        self.plan_calls.append(args)
+        return FakeStream(self.streams.pop(0) if len(self.streams) > 1 else self.streams[0], self.delay)
+
+    async def _probe(self, upload):
+        return self._probe_answer
+
+    async def _cut(self, upload, windows, planned_to_s, last):
+        return self.recuts.pop(0)
 
 
 def llm_answer(punctuated: str = "Punctuated.") -> Callable:
@@ -114,15 +167,10 @@ def llm_answer(punctuated: str = "Punctuated.") -> Callable:
 
 
 def make_graph(
-    asr=None, plans=None, llm=None, settings=None, fallbacks=None
+    asr=None, preprocess=None, llm=None, settings=None, fallbacks=None
 ) -> tuple[TranscriptionGraph, dict]:
-    plans = list(plans or [plan(3)])
-
-    async def preprocess(upload):
-        return plans.pop(0) if len(plans) > 1 else plans[0]
-
     stages = {
-        "preprocess": FakeMethod(preprocess),
+        "preprocess": preprocess or FakePreprocess([[part(3)]]),
         "asr": asr or FakeAsr(),
         "postprocess": FakeMethod(llm or llm_answer()),
     }
@@ -156,7 +204,8 @@ def test_windows_come_in_order_though_they_finish_out_of_order():
     events = run(events_of(graph, request()))
     progress = [e for e in events if isinstance(e, WindowProgress)]
     transcripts = [e for e in events if isinstance(e, WindowTranscript)]
-    assert [p.windows_done for p in progress] == [1, 2, 3]
+    assert [p.windows_done for p in progress] == [0, 1, 2, 3], "planned, then each window done"
+    assert {p.windows_total for p in progress} == {3} and all(p.planning_done for p in progress)
     assert progress[-1].audio_seconds_done == progress[-1].audio_seconds_total == 15.0
     assert [t.window for t in transcripts] == [0, 1, 2]
     # Window 0 finished last, so nothing could be sent before every progress event.
@@ -188,9 +237,9 @@ def test_the_configured_default_language_skips_detection():
 
 def test_silence_never_reaches_asr():
     asr = FakeAsr()
-    graph, _ = make_graph(asr=asr, plans=[plan(0)])
+    graph, _ = make_graph(asr=asr, preprocess=FakePreprocess([[part(0)]]))
     events = run(events_of(graph, request(language=None, punctuate=False)))
-    assert len(events) == 1 and events[0].segments == [] and events[0].language == "en"
+    assert len(events) == 2 and events[-1].segments == [] and events[-1].language == "en"
     assert asr.transcribe.calls == [] and asr.detect_language.calls == []
 
 
@@ -218,15 +267,16 @@ def test_a_window_whose_replica_died_twice_fails_the_request_as_unavailable():
 
 def test_lost_windows_are_cut_again_once_and_sent_with_the_new_refs():
     asr = FakeAsr(fail={0: [ObjectLostError("00" * 14, None, "")], 2: [ObjectLostError("00" * 14, None, "")]})
-    graph, stages = make_graph(asr=asr, plans=[plan(3, "a"), plan(3, "b")])
+    graph, stages = make_graph(asr=asr, preprocess=FakePreprocess([[part(3, "a")]], recuts=[part(3, "b")]))
     document = run(events_of(graph, request()))[-1]
-    assert len(stages["preprocess"].calls) == 2, "one plan, then one re-cut for both lost windows"
+    assert len(stages["preprocess"].cut.calls) == 1, "one re-cut for both lost windows"
+    assert stages["preprocess"].cut.calls[0][1] == windows(3), "the part's own windows, cut again"
     assert [s.text for s in document.segments] == [" w0:b0", " w1:a1", " w2:b2"]
 
 
 def test_windows_cut_differently_the_second_time_fail_the_request():
     asr = FakeAsr(fail={0: [ObjectLostError("00" * 14, None, "")]})
-    graph, _ = make_graph(asr=asr, plans=[plan(3), plan(2)])
+    graph, _ = make_graph(asr=asr, preprocess=FakePreprocess([[part(3)]], recuts=[part(2)]))
     with pytest.raises(StageUnavailable, match="cut differently"):
         run(events_of(graph, request()))
 
@@ -266,7 +316,9 @@ def test_a_client_that_leaves_cancels_the_windows_still_running():
         graph, _ = make_graph(asr=asr)
         audio = await graph.plan(Upload(chunks=[], size=1))
         events = graph.run(audio, request())
-        assert isinstance(await events.__anext__(), WindowProgress)
+        async for event in events:
+            if isinstance(event, WindowProgress) and event.windows_done == 1:
+                break
         await events.aclose()
         await asyncio.sleep(0)
         return [r.task.cancelled() for r in asr.transcribe.responses]
@@ -275,24 +327,71 @@ def test_a_client_that_leaves_cancels_the_windows_still_running():
 
 
 def test_a_rejected_upload_raises_the_stages_error():
-    graph, _ = make_graph(plans=[Rejected(NotAudio("not audio"))])
+    graph, _ = make_graph(preprocess=FakePreprocess([[]], probe=Rejected(NotAudio("not audio"))))
     with pytest.raises(NotAudio):
+        run(graph.plan(Upload(chunks=[], size=1)))
+    refused_later = FakePreprocess([[Rejected(NotAudio("undecodable"))]])
+    graph, _ = make_graph(preprocess=refused_later)
+    with pytest.raises(NotAudio, match="undecodable"):
         run(graph.plan(Upload(chunks=[], size=1)))
 
 
 def test_a_preprocessing_replica_that_died_is_asked_once_more() -> None:
-    answers: list = [RayActorError(), plan(1)]
-
-    async def preprocess(upload):
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    graph, _ = make_graph()
-    graph.preprocess = FakeMethod(preprocess)
+    preprocess = FakePreprocess([[RayActorError()], [part(1)]])
+    graph, _ = make_graph(preprocess=preprocess)
     audio = run(graph.plan(Upload(chunks=[], size=1)))
-    assert isinstance(audio, PlannedAudio) and len(audio.plan.windows) == 1 and answers == []
+    assert isinstance(audio, PlannedAudio) and len(audio.first.windows) == 1
+    assert len(preprocess.plan_calls) == 2
+
+
+def test_a_stream_cut_short_by_a_dead_replica_resumes_after_the_windows_received() -> None:
+    # The first replica streamed windows 0-1, then died; the second streams them all again.
+    first = [part(2, "a", last=False), RayActorError()]
+    again = [part(2, "b", last=False), part(2, "b", first=2)]
+    asr = FakeAsr()
+    graph, _ = make_graph(asr=asr, preprocess=FakePreprocess([first, again]))
+    document = run(events_of(graph, request()))[-1]
+    assert [s.text for s in document.segments] == [" w0:a0", " w1:a1", " w2:b2", " w3:b3"]
+    assert sorted(call[1].index for call in asr.transcribe.calls) == [0, 1, 2, 3], "no window twice"
+
+
+def test_windows_go_to_asr_while_later_parts_are_still_being_planned() -> None:
+    parts = [part(1, first=0, last=False), part(1, first=1, last=False), part(1, first=2)]
+    asr = FakeAsr()
+    graph, _ = make_graph(asr=asr, preprocess=FakePreprocess([parts], delay=0.2))
+
+    async def first_transcript_before_the_last_part():
+        audio = await graph.plan(Upload(chunks=[], size=1))
+        seen = []
+        async for event in graph.run(audio, request()):
+            if isinstance(event, WindowProgress):
+                seen.append(
+                    (
+                        "planned"
+                        if event.windows_done < event.windows_total or event.planning_done
+                        else "progress",
+                        event.planning_done,
+                    )
+                )
+            if isinstance(event, WindowTranscript) and event.window == 0:
+                return seen
+        raise AssertionError("no transcript")
+
+    seen = run(first_transcript_before_the_last_part())
+    assert not any(done for _, done in seen), "window 0 was out before planning was done"
+
+
+def test_a_stage_at_its_decoding_budget_is_asked_again_then_overloaded(monkeypatch) -> None:
+    monkeypatch.setattr(audio_parts, "BUSY_RETRY_S", 0.5)
+    busy_then_fine = FakePreprocess([[Busy(3600.0)], [part(2)]])
+    graph, _ = make_graph(preprocess=busy_then_fine)
+    document = run(events_of(graph, request()))[-1]
+    assert len(document.segments) == 2 and len(busy_then_fine.plan_calls) == 2
+    always_busy = FakePreprocess([[Busy(3600.0)]])
+    graph, _ = make_graph(preprocess=always_busy)
+    with pytest.raises(Overloaded) as info:
+        run(graph.plan(Upload(chunks=[], size=1)))
+    assert info.value.status == 503 and "Retry-After" in info.value.headers
 
 
 class FakeUpload:
@@ -331,3 +430,38 @@ def test_collect_document_returns_the_document_and_its_windows():
 
     document, transcripts = run(collect())
     assert [t.window for t in transcripts] == [0, 1, 2] and len(document.segments) == 3
+
+
+def test_a_long_seekable_file_is_scanned_in_chunks_and_cut_as_they_settle(monkeypatch) -> None:
+    # Speech: 20 s every 40 s over 40 minutes. The fake scan is an exact VAD (the true speech,
+    # clipped to the chunk's scanned range); the stitching and the calls are the graph's own.
+    sr = 16000
+    total = 40 * 60 * sr
+    speech = [(t * sr, (t + 20) * sr) for t in range(5, 40 * 60 - 20, 40)]
+
+    async def scan(upload, chunk, vad):
+        stop = total if chunk.scan_to is None else min(chunk.scan_to, total)
+        seen = [
+            (max(a, chunk.scan_from), min(b, stop)) for a, b in speech if b > chunk.scan_from and a < stop
+        ]
+        await asyncio.sleep(0.01 * (chunk.index % 3))  # chunks finish out of order
+        return ScannedChunk(ChunkSpeech(chunk, seen, stop, stop >= total), f"p{chunk.index % 2}")
+
+    async def cut(upload, windows, planned_to_s, last):
+        return AudioPart(windows, [f"c{w.index}" for w in windows], planned_to_s, "p0", "n0", last)
+
+    preprocess = FakePreprocess([[]], probe=AudioProbe(duration_s=total / sr, seekable=True))
+    preprocess.scan, preprocess.cut = FakeMethod(scan), FakeMethod(cut)
+    asr = FakeAsr()
+    settings = PipelineSettings.model_validate({"audio": {"chunked_above_s": 600, "chunk_s": 300}})
+    graph, _ = make_graph(asr=asr, preprocess=preprocess, settings=settings)
+    events = run(events_of(graph, request()))
+    document = events[-1]
+    assert len(preprocess.scan.calls) == 8 and preprocess.plan_calls == []
+    expected = plan_speech_windows(speech, sr, window_s=30.0, max_gap_s=2.0)
+    assert [(s.start, s.end) for s in document.segments] == [(w.start_s, w.end_s) for w in expected]
+    cut_windows = [w for call in preprocess.cut.calls for w in call[1]]
+    assert cut_windows == expected and len(preprocess.cut.calls) > 4, "cut chunk by chunk, not once"
+    assert document.timings.preprocess_chunks_by_replica == {"p0": 4, "p1": 4}
+    planned = [e.audio_planned_s for e in events if isinstance(e, WindowProgress)]
+    assert planned[0] == 300.0 and planned == sorted(planned) and planned[-1] == total / sr

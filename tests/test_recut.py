@@ -1,8 +1,8 @@
 """Windows lost with the replica that cut them: a window's ObjectRef is owned by the preprocessing
 replica that put it in the object store, so it is gone if that replica dies before ASR fetched it.
-The ingress then cuts the upload again, once per request, and sends the lost windows again. Here
-on a real local Ray cluster with plain actors in the stages' places (the timing of a replica kill
-between cutting and fetching cannot be hit reliably through HTTP)."""
+The ingress then has the part's windows cut again from the upload, once per part, and sends the
+lost windows again. Here on a real local Ray cluster with plain actors in the stages' places (the
+timing of a replica kill between cutting and fetching cannot be hit reliably through HTTP)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import ray
 
-from deployments.audio_plan import AudioPlan, Upload
+from deployments.audio_plan import AudioPart
 from deployments.http_errors import StageUnavailable
 from deployments.stage_calls import RecutWindows
 from pipeline.windows import Window
@@ -54,13 +54,12 @@ def kill(cutter, refs: list) -> None:
             time.sleep(0.2)
 
 
-def plan_of(refs: list, windows: int) -> AudioPlan:
-    return AudioPlan(
-        duration_s=1.0,
-        sample_rate=16000,
-        refs=refs,
-        upload=Upload(chunks=[], size=0),
+def plan_of(refs: list, windows: int) -> AudioPart:
+    return AudioPart(
         windows=[Window(i, i * 100, i * 100 + 4, 16000) for i in range(windows)],
+        refs=refs,
+        planned_to_s=1.0,
+        last=True,
     )
 
 
@@ -70,7 +69,7 @@ def test_windows_lost_with_their_owner_are_cut_again_once(local_ray):
     kill(cutter, plan.refs)  # the owner of the windows dies before they were fetched
     cuts = []  # the cutters that cut again (kept: an actor whose handles are gone exits)
 
-    async def cut_again() -> AudioPlan:
+    async def cut_again() -> AudioPart:
         cuts.append(Cutter.remote())  # type: ignore[attr-defined]  # @ray.remote on a class: typed as the class
         return plan_of(await cuts[-1].cut.remote(3, offset=10), 3)
 
@@ -90,7 +89,7 @@ def test_windows_cut_differently_the_second_time_are_refused(local_ray):
     plan = plan_of(ray.get(cutter.cut.remote(2)), 2)
     kill(cutter, plan.refs)
 
-    async def cut_again() -> AudioPlan:
+    async def cut_again() -> AudioPart:
         # three windows instead of two; @ray.remote on a class is typed as the class
         return plan_of(await Cutter.remote().cut.remote(3), 3)  # type: ignore[attr-defined]
 
@@ -102,7 +101,7 @@ def test_windows_still_there_are_not_cut_again(local_ray):
     cutter = Cutter.remote()
     plan = plan_of(ray.get(cutter.cut.remote(2, offset=5)), 2)
 
-    async def cut_again() -> AudioPlan:
+    async def cut_again() -> AudioPart:
         raise AssertionError("nothing was lost")
 
     assert asyncio.run(RecutWindows(plan, cut_again).call(1, first_sample.remote, "window 1", [])) == 6.0
