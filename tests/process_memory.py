@@ -23,6 +23,16 @@ def replica_pid(deployment: str, app: str = "speechgraph") -> int:
     )
 
 
+def replica_pids(deployment: str, app: str = "speechgraph") -> list[int]:
+    """The process ids of every replica of ``deployment``."""
+    marker = f"ServeReplica:{app}:{deployment}"
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any(marker in part for part in p.info["cmdline"] or [])
+    ]
+
+
 def read_memory(status: Path) -> tuple[int, int]:
     """(heap, RSS) in bytes of the process whose ``/proc/PID/status`` is ``status``."""
     fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
