@@ -3,8 +3,8 @@ ingress drives it.
 
 A local Ray cluster serves ``PreprocessDeployment`` (0.5 CPU a replica, no HTTP proxy) with 1, then
 2 replicas. For each file, from this process's event loop: the bytes go into the object store in
-4 MiB chunks (``Upload``, as ``TranscriptionGraph.upload`` writes them), ``probe_upload`` reads the
-header, and ``AudioParts(...).stream()`` is consumed to its last part: chunks scanned across the
+4 MiB chunks (``Upload``, as ``TranscriptionGraph.upload`` writes them), the streamed ``plan`` reads the
+header first, and ``AudioParts(...).stream()`` is consumed to its last part: chunks scanned across the
 replicas for a long seekable file, one streamed ``plan`` front to back otherwise. The windows' refs
 are dropped as they come, as ASR would fetch and drop them. Part 5 samples the (single) replica's
 memory from ``/proc`` meanwhile (``tests/process_memory.py``), after ``malloc_trim`` in it.
@@ -56,7 +56,7 @@ async def preprocess(handle: Any, settings: Any, data: bytes) -> Run:
     import ray
 
     from deployments.audio_parts import AudioParts
-    from deployments.audio_plan import Rejected, Upload
+    from deployments.audio_plan import Upload
 
     started = time.perf_counter()
     view = memoryview(data)
@@ -65,14 +65,12 @@ async def preprocess(handle: Any, settings: Any, data: bytes) -> Run:
         for i in range(0, len(data), UPLOAD_CHUNK_BYTES)
     ]
     upload = Upload(chunks=chunks, size=len(data))
-    probe = await handle.probe_upload.remote(upload)
-    if isinstance(probe, Rejected):
-        raise probe.error
-    parts = AudioParts(handle, settings, upload, probe, None)
+    parts = AudioParts(handle, settings, upload, None)
     windows, planned_s = 0, 0.0
     async for part in parts.stream():
         windows, planned_s = windows + len(part.windows), part.planned_to_s
-    return Run(time.perf_counter() - started, planned_s, windows, parts.chunked, len(parts.replicas))
+    chunked = parts.probe is not None and parts.probe.chunked(settings)
+    return Run(time.perf_counter() - started, planned_s, windows, chunked, len(parts.replicas))
 
 
 async def throughput(handle: Any, settings: Any, files: dict[str, Path], repeats: int) -> dict[str, Run]:

@@ -52,28 +52,26 @@ class AudioParts:
         preprocess: Any,
         settings: AudioSettings,
         upload: Upload,
-        probe: AudioProbe,
         vad: VadOptions | None,
     ):
-        self.preprocess, self.settings, self.upload, self.probe, self.vad = (
-            preprocess,
-            settings,
-            upload,
-            probe,
-            vad,
-        )
+        self.preprocess, self.settings, self.upload, self.vad = preprocess, settings, upload, vad
+        self.probe: AudioProbe | None = None
+        """What the container declares: the first answer of the streamed plan."""
         self.responses: list = []
         """Every stage call made, so that a request that ends early can cancel them."""
         self.replicas: Counter[str] = Counter()
         """Chunks (or streamed plans) per preprocess replica."""
 
-    @property
-    def chunked(self) -> bool:
-        s, duration = self.settings, self.probe.duration_s
-        return s.vad and self.probe.seekable and duration is not None and duration > s.chunked_above_s
-
-    def stream(self) -> AsyncGenerator[AudioPart]:
-        return self._chunked() if self.chunked else self._one_replica()
+    async def stream(self) -> AsyncGenerator[AudioPart]:
+        """The parts in order. One replica's streamed plan answers first with the probe, and goes
+        on to plan the file itself unless the file is to be cut across replicas."""
+        async with aclosing(self._one_replica()) as parts:
+            async for part in parts:
+                yield part
+        if self.probe is not None and self.probe.chunked(self.settings):
+            async with aclosing(self._chunked(self.probe)) as parts:
+                async for part in parts:
+                    yield part
 
     async def cut_again(self, part: AudioPart) -> AudioPart:
         """``part``'s windows decoded and put in the object store once more (they were lost)."""
@@ -92,7 +90,13 @@ class AudioParts:
                 async for answer in stream:
                     if isinstance(answer, Busy) and waited < BUSY_RETRY_S:
                         break  # refused before it started: ask again after a pause
-                    part: AudioPart = _accepted(answer)
+                    answer = _accepted(answer)
+                    if isinstance(answer, AudioProbe):
+                        self.probe = answer
+                        if answer.chunked(self.settings):
+                            return  # the replica stops here too: the chunks go to every replica
+                        continue
+                    part: AudioPart = answer
                     if part.replica_id and not counted:
                         self.replicas[part.replica_id] += 1
                         counted = True
@@ -115,12 +119,10 @@ class AudioParts:
             await asyncio.sleep(BUSY_PAUSE_S)
             waited += BUSY_PAUSE_S
 
-    async def _chunked(self) -> AsyncGenerator[AudioPart]:
+    async def _chunked(self, probe: AudioProbe) -> AsyncGenerator[AudioPart]:
         s = self.settings
-        assert self.probe.duration_s is not None
-        chunks = plan_chunks(
-            round(self.probe.duration_s * SAMPLE_RATE), SAMPLE_RATE, s.chunk_s, s.chunk_overlap_s
-        )
+        assert probe.duration_s is not None
+        chunks = plan_chunks(round(probe.duration_s * SAMPLE_RATE), SAMPLE_RATE, s.chunk_s, s.chunk_overlap_s)
         stitcher = WindowStitcher(SAMPLE_RATE, s.window_s, s.vad_max_gap_s)
         scans: dict[asyncio.Future, Chunk] = {}
         cuts: deque[asyncio.Future] = deque()

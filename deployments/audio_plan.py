@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import ray
 
 from pipeline.errors import AudioError
+from pipeline.settings import AudioSettings
 from pipeline.speech_windows import ChunkSpeech
 from pipeline.windows import Window
 
@@ -111,6 +112,12 @@ class AudioProbe:
     """As declared; None when the container does not say."""
     seekable: bool
     """Seeking lands on the exact sample (wav, flac): chunks can be decoded apart."""
+
+    def chunked(self, settings: AudioSettings) -> bool:
+        """Whether the file is cut into chunks across replicas: VAD on, seekable, and longer than
+        ``chunked_above_s``; otherwise one replica plans it front to back."""
+        duration = self.duration_s
+        return settings.vad and self.seekable and duration is not None and duration > settings.chunked_above_s
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from deployments.audio_parts import AudioParts, PlannedAudio, PlanProgress
-from deployments.audio_plan import AudioPart, AudioProbe, Rejected, Upload
+from deployments.audio_plan import AudioPart, Upload
 from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.protocol import WindowProgress
 from deployments.stage_calls import RecutWindows, once_more_if_replica_died, stage_errors
@@ -116,12 +116,7 @@ class TranscriptionGraph:
         """Probe the upload and plan its first windows (the rest come while ASR runs)."""
         started = time.perf_counter()
         with stage_errors():
-            probe: AudioProbe | Rejected = await once_more_if_replica_died(
-                lambda: self.preprocess.probe_upload.remote(upload), "the upload's probe"
-            )
-            if isinstance(probe, Rejected):
-                raise probe.error
-            parts = AudioParts(self.preprocess, self.settings.audio, upload, probe, vad)
+            parts = AudioParts(self.preprocess, self.settings.audio, upload, vad)
             rest = parts.stream()
             try:
                 first = await anext(rest)
@@ -129,9 +124,8 @@ class TranscriptionGraph:
                 await rest.aclose()
                 parts.cancel()
                 raise
-        return PlannedAudio(
-            parts, first, rest, started, time.perf_counter(), duration_s=probe.duration_s or 0.0
-        )
+        declared = parts.probe.duration_s if parts.probe is not None else None
+        return PlannedAudio(parts, first, rest, started, time.perf_counter(), duration_s=declared or 0.0)
 
     async def run(
         self, audio: PlannedAudio, request: TranscriptionRequest

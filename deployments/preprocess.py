@@ -2,11 +2,12 @@
 
 Three calls, all over the same upload (the driver's object-store chunks):
 
-- ``probe_upload``: what the container declares (length, whether it seeks exactly), or :class:`Rejected`
-  when it is not usable audio, before anything is decoded.
-- ``plan``: a stream of :class:`AudioPart`s for the whole file, decoded once, front to back, a
-  chunk at a time (``pipeline.long_audio.plan_in_chunks``): short files, formats that cannot seek
-  exactly, and VAD off.
+- ``plan``: a stream that answers first with what the container declares (an
+  :class:`AudioProbe`: length, whether it seeks exactly), or :class:`Rejected` when it is not
+  usable audio, before anything is decoded; then, unless the file is long and seeks exactly, the
+  file's :class:`AudioPart`s, decoded once, front to back, a chunk at a time
+  (``pipeline.long_audio.plan_in_chunks``): short files, formats that cannot seek exactly, and
+  VAD off. One call per request, as before chunking.
 - ``scan`` and ``cut``: one chunk of a long, seekable file decoded by seeking and scanned for
   speech; then the windows the driver stitched from the chunks, decoded again and put in the
   object store. The driver sends a file's chunks to several replicas at once.
@@ -78,21 +79,22 @@ class PreprocessDeployment(StageReplica):
         if self.detector is not None:
             self.detector.speech_spans(np.zeros(8000, np.float32))
 
-    async def probe_upload(self, upload: Upload) -> AudioProbe | Rejected:
-        try:
-            info = await asyncio.to_thread(
-                probe_audio, upload.open(), max_duration_s=self.settings.max_duration_s
-            )
-        except AudioError as exc:
-            log.info("rejected upload (%d bytes): %s", upload.size, exc.code)
-            return Rejected(exc)
-        return AudioProbe(duration_s=info.duration_s, seekable=info.seekable)
-
     async def plan(
         self, upload: Upload, vad: VadOptions | None = None
-    ) -> AsyncGenerator[AudioPart | Rejected | Busy]:
-        """The file's windows, decoded front to back; one part per chunk that settled windows."""
+    ) -> AsyncGenerator[AudioProbe | AudioPart | Rejected | Busy]:
+        """What the container declares, then (unless the file is to be cut across replicas) the
+        file's windows, decoded front to back; one part per chunk that settled windows."""
         s = self.settings
+        try:
+            info = await asyncio.to_thread(probe_audio, upload.open(), max_duration_s=s.max_duration_s)
+        except AudioError as exc:
+            log.info("rejected upload (%d bytes): %s", upload.size, exc.code)
+            yield Rejected(exc)
+            return
+        probe = AudioProbe(duration_s=info.duration_s, seekable=info.seekable)
+        yield probe
+        if probe.chunked(s):
+            return
         with self.budget.hold(s.chunk_s + 2 * s.chunk_overlap_s) as granted:
             if not granted:
                 yield Busy(self.budget.held_s)
@@ -138,7 +140,8 @@ class PreprocessDeployment(StageReplica):
                 log.info("rejected chunk %d of an upload (%d bytes): %s", chunk.index, upload.size, exc.code)
                 return Rejected(exc)
         self.probe.answered()
-        self.metrics.record_decoded((found.scanned_to - chunk.scan_from) / SAMPLE_RATE)
+        owned_to = found.scanned_to if chunk.end is None else min(chunk.end, found.scanned_to)
+        self.metrics.record_decoded(max(0, owned_to - chunk.start) / SAMPLE_RATE)
         return ScannedChunk(found, self.placement.replica_id)
 
     async def cut(

@@ -225,9 +225,8 @@ def test_driver_receives_object_refs_not_audio(graph):
         size=len(data),
     )
     assert len(upload.chunks) > 2
-    probe = handle.probe_upload.remote(upload).result(timeout_s=60)
+    probe, *parts = list(handle.options(stream=True).plan.remote(upload))
     assert probe.seekable and probe.duration_s == pytest.approx(11.0, abs=0.1)
-    parts = list(handle.options(stream=True).plan.remote(upload))
     assert parts[-1].last and all(not p.last for p in parts[:-1])
     refs = [ref for part in parts for ref in part.refs]
     windows = [w for part in parts for w in part.windows]
