@@ -9,7 +9,8 @@ and writes the "Preprocessing" section of BENCHMARKS.md (only when every part ra
 2. Decode + VAD in one process, per format (``plan_in_chunks`` over the file's bytes: what one
    preprocess replica does for one file front to back).
 3. One file through the preprocess stage on Serve, 1 and 2 replicas (``bench/preprocess_stage.py``):
-   upload into the object store, the probe (the streamed plan's first answer), then every part of ``AudioParts``.
+   upload into the object store, the probe (the streamed plan's first answer), then every part of
+   ``AudioParts``.
 4. The whole graph from the config over HTTP (``bench/preprocess_graph.py``): first streamed
    segment of a file twice as long, the hour (speech, then silence) to its document; with
    ``--before-ref``, the same measured on that git revision (a temporary worktree) in the same run.

@@ -364,7 +364,7 @@ def test_windows_go_to_asr_while_later_parts_are_still_being_planned() -> None:
 
     async def progress_before_window_0() -> list[WindowProgress]:
         audio = await graph.plan(Upload(chunks=[], size=1))
-        seen = []
+        seen: list[WindowProgress] = []
         async for event in graph.run(audio, request()):
             if isinstance(event, WindowTranscript) and event.window == 0:
                 return seen
