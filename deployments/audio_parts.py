@@ -128,16 +128,18 @@ class AudioParts:
         cuts: deque[asyncio.Future] = deque()
         upcoming = iter(chunks)
         try:
-            while not stitcher.done or cuts:
+            while True:
                 while (
                     not stitcher.done and len(scans) < s.chunks_in_flight and (chunk := next(upcoming, None))
                 ):
                     scans[asyncio.ensure_future(self._scan(chunk))] = chunk
                 while cuts and cuts[0].done():
                     yield cuts.popleft().result()
+                if stitcher.done and not cuts:
+                    return
                 waiting = set(scans) | ({cuts[0]} if cuts else set())
                 if not waiting:
-                    raise RuntimeError("every chunk was scanned and the audio never ended")
+                    raise RuntimeError(f"all {len(chunks)} chunks were scanned and the audio never ended")
                 finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished & set(scans):
                     del scans[task]

@@ -462,3 +462,35 @@ def test_a_long_seekable_file_is_scanned_in_chunks_and_cut_as_they_settle(monkey
     assert document.timings.preprocess_chunks_by_replica == {"p0": 4, "p1": 4}
     planned = [e.audio_planned_s for e in events if isinstance(e, WindowProgress)]
     assert planned[0] == 300.0 and planned == sorted(planned) and planned[-1] == total / sr
+
+
+def test_a_slow_consumer_still_gets_every_part_of_a_chunked_file() -> None:
+    # While the consumer is busy with one part, the later chunks' cuts all finish: the parts
+    # already cut are handed on, and the stream ends after the last one.
+    sr, total = 16000, 20 * 60 * 16000
+    speech = [(t * sr, (t + 20) * sr) for t in range(5, 20 * 60 - 20, 40)]
+
+    async def scan(upload, chunk, vad):
+        stop = total if chunk.scan_to is None else min(chunk.scan_to, total)
+        seen = [
+            (max(a, chunk.scan_from), min(b, stop)) for a, b in speech if b > chunk.scan_from and a < stop
+        ]
+        return ScannedChunk(ChunkSpeech(chunk, seen, stop, stop >= total), "p0")
+
+    async def cut(upload, windows, planned_to_s, last):
+        return AudioPart(windows, [f"c{w.index}" for w in windows], planned_to_s, "p0", "n0", last)
+
+    preprocess = FakePreprocess([[]], probe=AudioProbe(duration_s=total / sr, seekable=True))
+    preprocess.scan, preprocess.cut = FakeMethod(scan), FakeMethod(cut)
+    settings = PipelineSettings.model_validate({"audio": {"chunked_above_s": 600, "chunk_s": 300}})
+
+    async def consume_slowly() -> list[AudioPart]:
+        parts = audio_parts.AudioParts(preprocess, settings.audio, Upload(chunks=[], size=1), None)
+        got = []
+        async for part in parts.stream():
+            got.append(part)
+            await asyncio.sleep(0.05)
+        return got
+
+    parts = run(consume_slowly())
+    assert parts[-1].last and [w for p in parts for w in p.windows] == plan_speech_windows(speech, sr)
