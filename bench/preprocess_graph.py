@@ -128,6 +128,8 @@ def worktree(ref: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="bench-before-") as tmp:
         tree = Path(tmp) / "tree"
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=root, check=True)
+        # The tree finds its test audio beside itself, in ../shared, as this checkout does.
+        (Path(tmp) / "shared").symlink_to(root.parent / "shared")
         try:
             yield tree
         finally:
