@@ -16,6 +16,7 @@ the decoder nor the VAD model to receive them.
 
 from __future__ import annotations
 
+import bisect
 import io
 from dataclasses import dataclass
 
@@ -94,14 +95,7 @@ class UploadReader(io.RawIOBase):
         return written
 
     def _part_at(self, position: int) -> int:
-        lo, hi = 0, len(self._starts) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self._starts[mid] <= position:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+        return bisect.bisect_right(self._starts, position) - 1
 
 
 @dataclass(frozen=True)

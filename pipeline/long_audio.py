@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.audio import Source
 from pipeline.audio_ranges import decode_blocks, decode_range
 from pipeline.settings import AudioSettings, VadOptions
-from pipeline.speech_windows import FRAME, Chunk, ChunkSpeech, WindowStitcher
+from pipeline.speech_windows import FRAME, Chunk, ChunkSpeech, WindowStitcher, chunk_and_overlap
 from pipeline.vad import SpeechDetector
 from pipeline.windows import Window, plan_windows
 
@@ -68,8 +68,7 @@ def scan_chunk(
 
 def sequential_chunks(chunk_s: float, overlap_s: float, sample_rate: int = 16000) -> Iterator[Chunk]:
     """Chunks of ``chunk_s`` from the start, without end: the audio's end shows where they stop."""
-    size = max(FRAME, round(chunk_s * sample_rate / FRAME) * FRAME)
-    overlap = round(overlap_s * sample_rate / FRAME) * FRAME
+    size, overlap = chunk_and_overlap(chunk_s, overlap_s, sample_rate)
     for i in count():
         yield Chunk(i, i * size, (i + 1) * size, max(0, i * size - overlap), (i + 1) * size + overlap)
 

@@ -57,11 +57,17 @@ class ChunkSpeech:
     audio_ended: bool
 
 
+def chunk_and_overlap(chunk_s: float, overlap_s: float, sample_rate: int) -> tuple[int, int]:
+    """A chunk's length and its overlap, in samples, on the frame grid."""
+    return max(FRAME, round(chunk_s * sample_rate / FRAME) * FRAME), round(
+        overlap_s * sample_rate / FRAME
+    ) * FRAME
+
+
 def plan_chunks(num_samples: int, sample_rate: int, chunk_s: float, overlap_s: float) -> list[Chunk]:
     """Chunks of about ``chunk_s`` covering ``num_samples`` (the declared length), each scanned
     ``overlap_s`` past its edges; one chunk when the audio is not longer than a chunk and a half."""
-    size = max(FRAME, round(chunk_s * sample_rate / FRAME) * FRAME)
-    overlap = round(overlap_s * sample_rate / FRAME) * FRAME
+    size, overlap = chunk_and_overlap(chunk_s, overlap_s, sample_rate)
     count = max(1, math.floor(num_samples / size + 0.5)) if num_samples > 1.5 * size else 1
     chunks = []
     for i in range(count):
