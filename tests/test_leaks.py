@@ -12,8 +12,11 @@ deployments while others are in flight. Both choices are measured:
   322-330 MiB. Memory kept per request (a leak in our code) grows with the
   request count either way; growth that needs concurrent, varying batches is the allocator's or
   the native libraries' working set. bench/soak.py measures the concurrent case over 10 minutes.
-A leak of 1 MiB per window planted in the ASR deployment fails this test (+196 MiB fitted over
-the 100 requests); one of 200 KiB per window (+25 MiB) is within the noise and does not."""
+The trimmed one-at-a-time ASR heap still wanders: +8 MiB fitted over the 100 requests in one run
+and +32 MiB in another on a fresh CI machine (ASR's code unchanged between them), so the bound is
+8% of the heap (about 45 MiB for the tiny models). A leak of 1 MiB per window planted in the ASR
+deployment fails this test (+196 MiB fitted over the 100 requests); one of 200 KiB per window
+(+25 MiB) is within the noise and does not."""
 
 from __future__ import annotations
 
@@ -100,4 +103,4 @@ def test_many_requests_leave_no_objects_and_no_growing_heap(graph) -> None:
             f"fitted growth {growth / 2**20:+.1f} MiB over {REQUESTS} requests "
             f"(before each trim: {untrimmed[stage][0] / 2**20:.0f} -> {untrimmed[stage][-1] / 2**20:.0f} MiB)"
         )
-        assert growth < max(16 * 2**20, 0.05 * samples[0]), f"{stage}'s heap grows with requests"
+        assert growth < max(16 * 2**20, 0.08 * samples[0]), f"{stage}'s heap grows with requests"
