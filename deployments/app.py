@@ -32,6 +32,7 @@ def build_app(args: AppArgs) -> Application:
         postprocess.bind(settings.llm),
         settings,
         args.api,
+        args.realtime,
     )
 
 

@@ -46,6 +46,39 @@ class ApiSettings(_Strict):
     """Longest ``prompt`` accepted, in characters (Whisper then keeps its last 223 tokens)."""
 
 
+class RealtimeSettings(_Strict):
+    """Live transcription sessions (``/v1/realtime``): their limits and how often they ask ASR.
+    A session lives in the ingress replica that took its WebSocket (see ``deployments.realtime``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_sessions_per_replica: int = Field(64, ge=1)
+    """Sessions one ingress replica holds at once; one more is refused with an ``error`` event and
+    close code 1013 (try again later). Scale the ingress for more."""
+    max_session_s: float = Field(3600.0, gt=0)
+    """Longest a session may stay open, in wall seconds; then it is closed (1008) with an error."""
+    idle_timeout_s: float = Field(60.0, gt=0)
+    """A session that sends nothing for this long is closed (1008) with an error."""
+    max_buffer_s: float = Field(120.0, gt=0)
+    """Most audio a session may hold uncommitted (manual commit, or audio not yet through VAD);
+    more closes the session (1008). Server VAD commits every turn by ``max_turn_s``."""
+    max_message_bytes: int = Field(15 * 2**20, ge=1024)
+    """Largest client event accepted, in bytes (OpenAI's limit for an append is 15 MiB); a larger
+    one gets an ``error`` event and the session goes on."""
+    partial_interval_s: float = Field(1.0, ge=0)
+    """While a turn is spoken, the turn so far is transcribed after each this many seconds of new
+    audio, and the text two passes agree on goes out as ``delta`` events. 0: no partial results."""
+    vad_interval_s: float = Field(0.256, gt=0, le=2.0)
+    """New audio gathered before it goes through VAD: the lag of speech start/stop events, and
+    one preprocessing call per session per interval."""
+    max_turn_s: float = Field(30.0, ge=5, le=30.0)
+    """Longest turn: a turn reaching it is cut at its quietest frame of the last seconds
+    (Whisper hears at most 30 s at a time)."""
+    max_pending_turns: int = Field(4, ge=1)
+    """Committed turns a session may have waiting for their transcript; past that the session
+    stops reading audio until one is done (a client sending faster than real time slows down)."""
+
+
 class AsrBatching(_Strict):
     """The ASR deployment's ``user_config``: batching, changeable at run time."""
 
@@ -156,11 +189,12 @@ class AppArgs(PipelineSettings):
     """The application's ``args``: pipeline settings plus the HTTP API and per-stage Serve options."""
 
     api: ApiSettings = ApiSettings()
+    realtime: RealtimeSettings = RealtimeSettings()
     deployments: StageDeployments = StageDeployments()
 
     def pipeline_settings(self) -> PipelineSettings:
         """The Ray-free part, as the stages and the in-process CLI take it."""
-        return PipelineSettings.model_validate(self.model_dump(exclude={"api", "deployments"}))
+        return PipelineSettings.model_validate(self.model_dump(exclude={"api", "realtime", "deployments"}))
 
     def gpu_stages(self) -> list[StageGpu]:
         """Every stage's GPU share, CPUs, memory fraction and replica range, in graph order."""

@@ -17,13 +17,14 @@ from contextlib import aclosing
 from typing import Annotated, Any
 
 import ray
+from fastapi import WebSocket
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.schema import ReplicaState
 
 from deployments.api_key import api_keys_from
 from deployments.api_requests import MULTIPART, TranscribeForm, TranscriptionForm, TranslationForm
-from deployments.app_args import ApiSettings
+from deployments.app_args import ApiSettings, RealtimeSettings
 from deployments.graph import (
     GraphEvent,
     PlannedAudio,
@@ -36,6 +37,7 @@ from deployments.http_errors import ModelNotFound
 from deployments.metrics import IngressMetrics, count_fallbacks
 from deployments.openai_protocol import ModelCard, ModelList, TranscriptionJson, TranscriptionVerboseJson
 from deployments.protocol import HealthResponse, LivenessResponse, ModelsResponse, StageHealth
+from deployments.realtime import RealtimeSessions
 from deployments.request_log import note_request
 from deployments.responses import document_events, event_stream, openai_answer, openai_events
 from deployments.stage_calls import stage_errors
@@ -77,7 +79,15 @@ api.openapi = _openapi_schema  # type: ignore[method-assign]
 @serve.deployment(name="ingress")
 @serve.ingress(api)
 class IngressDeployment:
-    def __init__(self, preprocess, asr, postprocess, settings: PipelineSettings, api_settings: ApiSettings):
+    def __init__(
+        self,
+        preprocess,
+        asr,
+        postprocess,
+        settings: PipelineSettings,
+        api_settings: ApiSettings,
+        realtime: RealtimeSettings,
+    ):
         self.stages = {"preprocess": preprocess, "asr": asr, "postprocess": postprocess}
         self.settings = settings
         self.api_settings = api_settings
@@ -94,6 +104,7 @@ class IngressDeployment:
             node_id=ray.get_runtime_context().get_node_id(),
             on_llm_fallback=lambda result: count_fallbacks(self.metrics.fallbacks, result),
         )
+        self.live = RealtimeSessions(preprocess, asr, realtime, settings.asr.default_language)
         keys = "required" if self.api_keys else "not required"
         log.info("ingress ready; models %s; API key %s", self.model_names, keys)
 
@@ -233,6 +244,12 @@ class IngressDeployment:
                 "prompt",
             )
         return prompt or None
+
+    # --- live audio: OpenAI's Realtime API, transcription sessions ----------------------------
+
+    @api.websocket("/v1/realtime")
+    async def realtime(self, websocket: WebSocket, intent: str | None = None) -> None:
+        await self.live.serve(websocket, intent)
 
     # --- operations ---------------------------------------------------------------------------
 

@@ -156,3 +156,35 @@ class PostprocessMetrics:
             if tokens > 0:
                 self.llm_tokens.inc(tokens, tags={"direction": direction})
         count_fallbacks(self.fallbacks, result)
+
+
+class RealtimeMetrics:
+    """Live sessions (``/v1/realtime``), as the ingress replica holding them sees them."""
+
+    def __init__(self):
+        self.sessions = Gauge(
+            "speechgraph_realtime_sessions", description="Live transcription sessions open now."
+        )
+        self.turns = Counter(
+            "speechgraph_realtime_turns",
+            description="Turns committed in live sessions, by outcome (completed or failed).",
+            tag_keys=("outcome",),
+        )
+        self.partial_seconds = Histogram(
+            "speechgraph_realtime_partial_seconds",
+            description="Seconds from sending a turn-so-far to ASR to its partial result.",
+            boundaries=SECONDS_BUCKETS,
+        )
+        self.final_seconds = Histogram(
+            "speechgraph_realtime_final_seconds",
+            description="Seconds from a turn's end (speech stopped or commit) to its completed transcript.",
+            boundaries=SECONDS_BUCKETS,
+        )
+        self.audio_seconds = Counter(
+            "speechgraph_realtime_audio_seconds", description="Seconds of audio streamed into live sessions."
+        )
+        self.closed = Counter(
+            "speechgraph_realtime_closed",
+            description="Live sessions ended, by reason (client, or the limit or error that closed it).",
+            tag_keys=("reason",),
+        )

@@ -8,6 +8,8 @@ Three calls, all over the same upload (the driver's object-store chunks):
   file's :class:`AudioPart`s, decoded once, front to back, a chunk at a time
   (``pipeline.long_audio.plan_in_chunks``): short files, formats that cannot seek exactly, and
   VAD off. One call per request, as before chunking.
+- ``live_speech``: Silero's probabilities for a live session's next frames; the session keeps
+  the recurrent state and sends it along, so any replica serves any session's next frames.
 - ``scan`` and ``cut``: one chunk of a long, seekable file decoded by seeking and scanned for
   speech; then the windows the driver stitched from the chunks, decoded again and put in the
   object store. The driver sends a file's chunks to several replicas at once.
@@ -39,7 +41,7 @@ from pipeline.long_audio import PlannedWindows, plan_in_chunks, scan_chunk
 from pipeline.schemas import ModelInfo
 from pipeline.settings import AudioSettings, VadOptions
 from pipeline.speech_windows import Chunk
-from pipeline.vad import SpeechDetector
+from pipeline.vad import SpeechDetector, VadStream
 from pipeline.windows import Window
 
 log = logging.getLogger("ray.serve")
@@ -70,7 +72,8 @@ class PreprocessDeployment(StageReplica):
     def __init__(self, settings: AudioSettings):
         super().__init__("preprocess")
         self.settings = settings
-        self.detector = SpeechDetector(settings) if settings.vad else None
+        self.speech = SpeechDetector(settings)  # live sessions' VAD, also when files are planned without
+        self.detector = self.speech if settings.vad else None
         self.budget = DecodeBudget(settings.max_decoded_s_in_flight)
         self.metrics = PreprocessMetrics()
 
@@ -117,6 +120,10 @@ class PreprocessDeployment(StageReplica):
                     self.metrics.record_file(planned_to / SAMPLE_RATE, speech)
                 self.probe.answered()
                 yield self._part(planned.windows, planned.samples, planned.planned_to, planned.last)
+
+    async def live_speech(self, audio: np.ndarray, state: VadStream) -> tuple[np.ndarray, VadStream]:
+        """Speech probabilities of a live session's next whole frames, and the state after them."""
+        return await asyncio.to_thread(self.speech.stream_probabilities, audio, state)
 
     async def scan(
         self, upload: Upload, chunk: Chunk, vad: VadOptions | None = None

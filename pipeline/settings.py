@@ -189,7 +189,7 @@ class PipelineSettings(_Settings):
 
 
 #: Keys of a Serve application's ``args`` that only the Serve side reads (``deployments.app_args``).
-SERVE_ONLY_KEYS = ("deployments", "api")
+SERVE_ONLY_KEYS = ("deployments", "api", "realtime")
 
 
 def application_args(serve_config: dict, source: str | Path) -> dict:

@@ -18,6 +18,8 @@ reach Whisper (WhisperX's cut-and-merge).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from pipeline.settings import AudioSettings, VadOptions
@@ -37,6 +39,23 @@ def _load_model():
         return load_silero_vad(sequence=True)
     finally:
         torch.set_num_threads(threads)
+
+
+#: Samples per Silero frame at 16 kHz (32 ms), and the previous frame's tail each frame sees.
+FRAME, CONTEXT = 512, 64
+_BLOCK_FRAMES = 512  # frames per onnxruntime call, as ``SileroVADSequence`` runs them
+
+
+@dataclass(frozen=True)
+class VadStream:
+    """Silero's recurrent state between two calls on a live stream: the LSTM's ``h`` and ``c``
+    and the last samples of the previous frame. A few hundred bytes, so a live session keeps
+    it and sends it with each call: any replica can run the next frames, and none holds a
+    session's state."""
+
+    h: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 128), np.float32))
+    c: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 128), np.float32))
+    context: np.ndarray = field(default_factory=lambda: np.zeros(CONTEXT, np.float32))
 
 
 class SpeechDetector:
@@ -65,6 +84,28 @@ class SpeechDetector:
             speech_pad_ms=round(vad.speech_pad_s * 1000),
         )
         return [(int(t["start"]), int(t["end"])) for t in found]
+
+    def stream_probabilities(self, audio: np.ndarray, state: VadStream) -> tuple[np.ndarray, VadStream]:
+        """Per-frame speech probabilities of the next whole frames of a live stream (``audio``'s
+        length a multiple of :data:`FRAME`), and the state to pass with the frames after them.
+        Calls over consecutive pieces give the probabilities of one call over the whole audio."""
+        if audio.size % FRAME:
+            raise ValueError(f"live VAD takes whole {FRAME}-sample frames, got {audio.size} samples")
+        frames = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1, FRAME)
+        if not len(frames):
+            return np.zeros(0, np.float32), state
+        h, c, context = state.h, state.c, state.context
+        probabilities = []
+        for first in range(0, len(frames), _BLOCK_FRAMES):
+            block = frames[first : first + _BLOCK_FRAMES]
+            contexts = np.concatenate((context[None], block[:-1, -CONTEXT:]))
+            values, h, c = self._model.session.run(
+                ["speech_probs", "hn", "cn"],
+                {"input": np.concatenate((contexts, block), axis=1), "h": h, "c": c},
+            )
+            probabilities.append(np.asarray(values, np.float32).reshape(-1))
+            context = block[-1, -CONTEXT:].copy()
+        return np.concatenate(probabilities), VadStream(h, c, context)
 
 
 class WindowPlanner:

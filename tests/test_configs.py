@@ -98,9 +98,11 @@ def test_stage_options_reach_serve():
 def test_api_settings_reach_the_ingress_and_not_the_pipeline(tmp_path):
     args = tiny_app_args()
     args["api"] = {"model_aliases": ["whisper-1", "speech"], "max_prompt_chars": 100}
-    *_stages, settings, api = build_app(args)._bound_deployment.init_args
+    args["realtime"] = {"idle_timeout_s": 5}
+    *_stages, settings, api, realtime = build_app(args)._bound_deployment.init_args
     assert api.model_aliases == ["whisper-1", "speech"] and api.max_prompt_chars == 100
-    assert not hasattr(settings, "api") and not hasattr(settings, "deployments")
+    assert realtime.idle_timeout_s == 5
+    assert not any(hasattr(settings, key) for key in ("api", "realtime", "deployments"))
     path = tmp_path / "config.yaml"
     path.write_text(
         yaml.safe_dump({"applications": [{"import_path": "deployments.app:build_app", "args": args}]})

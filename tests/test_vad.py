@@ -15,7 +15,7 @@ from conftest import ROOT, SHARED_AUDIO
 
 from pipeline.audio import decode_audio
 from pipeline.settings import AudioSettings, VadOptions
-from pipeline.vad import SpeechDetector, WindowPlanner
+from pipeline.vad import FRAME, SpeechDetector, VadStream, WindowPlanner
 from pipeline.windows import plan_speech_windows
 
 SR = 16000
@@ -107,6 +107,24 @@ def test_concurrent_calls_give_the_same_spans(detector):
     expected = detector.speech_spans(audio)
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(lambda _: detector.speech_spans(audio), range(8))) == [expected] * 8
+
+
+def test_a_live_stream_in_pieces_gets_the_whole_files_probabilities(detector):
+    # A live session's frames go through VAD a few at a time, the state carried between calls
+    # (and between replicas): the probabilities are those of one pass over the whole audio.
+    audio = decode_audio(SHARED_AUDIO / "jfk.wav", max_duration_s=60)
+    audio = audio[: audio.size // FRAME * FRAME]
+    whole = detector._model.audio_forward(audio)
+    rng = np.random.default_rng(0)
+    state, pieces, at = VadStream(), [], 0
+    while at < audio.size:
+        n = int(rng.integers(1, 40)) * FRAME
+        probabilities, state = detector.stream_probabilities(audio[at : at + n], state)
+        pieces.append(probabilities)
+        at += n
+    assert np.array_equal(np.concatenate(pieces), whole)
+    with pytest.raises(ValueError, match="whole 512-sample frames"):
+        detector.stream_probabilities(audio[:1000], VadStream())
 
 
 def test_loading_the_model_leaves_torch_s_thread_count_alone():
