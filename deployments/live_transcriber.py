@@ -6,8 +6,8 @@ serves any session's next frames), Whisper in the ASR stage as ordinary ``transc
 batched with other sessions' turns and with files' windows.
 
 Partial results: while a turn is spoken, the turn so far goes to ASR after each
-``partial_interval_s`` of new audio (one pass in flight per session; a pass that would start
-while one runs is skipped, so a slow ASR stage gets fewer passes, not a backlog), and the text two
+``partial_interval_s`` of new audio (one pass in flight per session, and passes no closer than
+twice the last one's latency, so a loaded ASR stage gets fewer passes, not a backlog), and the text two
 consecutive passes agree on goes out as ``delta`` events (:class:`pipeline.live_turns.StableText`).
 When the turn ends, the whole turn is transcribed once more and ``completed`` carries it, after
 a last ``delta`` with the rest of its text, so a turn's deltas add up to its transcript. Turns'
@@ -41,7 +41,8 @@ from deployments.realtime_events import (
     transcription_delta,
     transcription_failed,
 )
-from deployments.realtime_protocol import RealtimeProtocolError, SessionConfig
+from deployments.realtime_protocol import RealtimeProtocolError
+from deployments.realtime_session import SessionConfig
 from deployments.stage_calls import once_more_if_replica_died, stage_errors
 from pipeline.decoding import DecodeOptions
 from pipeline.document import transcript_text
@@ -87,6 +88,7 @@ class LiveTranscriber:
         self.stable = StableText()
         self.partial: asyncio.Task | None = None
         self.partial_from = 0  # audio received when the last partial pass started
+        self.partial_s = 0.0  # how long the last partial pass took
         self.finals: deque[asyncio.Task] = deque()
 
     def configure(self, config: SessionConfig) -> None:
@@ -181,11 +183,14 @@ class LiveTranscriber:
         return options.prefix_padding_ms * RATE // 1000 if options else 0
 
     def _partial_due(self) -> bool:
+        """A pass at most every ``partial_interval_s`` of audio, and no more often than twice what
+        the last pass took: when ASR is loaded, partial passes thin out and turns' final passes,
+        which the speaker waits for, keep the capacity."""
         interval = self.settings.partial_interval_s
         return (
             interval > 0
             and (self.partial is None or self.partial.done())
-            and self.audio.end - self.partial_from >= interval * RATE
+            and self.audio.end - self.partial_from >= max(interval, 2 * self.partial_s) * RATE
         )
 
     async def _partial(self, item_id: str, audio: np.ndarray, start: int) -> None:
@@ -196,7 +201,8 @@ class LiveTranscriber:
         except (ApiError, RayActorError) as exc:
             log.warning("a partial pass of %s failed: %s", item_id, exc)
             return
-        self.metrics.partial_seconds.observe(loop.time() - began)
+        self.partial_s = loop.time() - began
+        self.metrics.partial_seconds.observe(self.partial_s)
         if item_id == self.item_id:  # the turn is still being spoken
             delta = self.stable.update(transcript_text(transcript.segments))
             if delta:

@@ -14,6 +14,7 @@ inside a replica).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from ray.serve.metrics import Counter, Gauge, Histogram
@@ -56,14 +57,38 @@ def count_fallbacks(counter: Counter, result: PostprocessResult) -> None:
             counter.inc(tags={"task": task, "reason": fallback})
 
 
-def model_load_seconds(stage: str) -> Gauge:
+class HeldGauge:
+    """A gauge whose value stays in the scrape until it changes. Ray 2.60 drops a gauge's series
+    once it has not been set for about two export intervals (ray-project/ray#64633), so a value
+    set once (a model's load time) or rarely (sessions open) would vanish from dashboards and
+    alerts a few seconds after it was set; a daemon thread sets it again every second."""
+
+    REFRESH_S = 1.0
+
+    def __init__(self, gauge: Gauge):
+        self._gauge = gauge
+        self._value: float | None = None
+        threading.Thread(target=self._refresh, name="held-gauge", daemon=True).start()
+
+    def set(self, value: float) -> None:
+        self._value = value
+        self._gauge.set(value)
+
+    def _refresh(self) -> None:
+        tick = threading.Event()
+        while not tick.wait(self.REFRESH_S):
+            if self._value is not None:
+                self._gauge.set(self._value)
+
+
+def model_load_seconds(stage: str) -> HeldGauge:
     gauge = Gauge(
         "speechgraph_model_load_seconds",
         description="Seconds the replica took to load its model.",
         tag_keys=("stage",),
     )
     gauge.set_default_tags({"stage": stage})
-    return gauge
+    return HeldGauge(gauge)
 
 
 class IngressMetrics:
@@ -162,8 +187,8 @@ class RealtimeMetrics:
     """Live sessions (``/v1/realtime``), as the ingress replica holding them sees them."""
 
     def __init__(self):
-        self.sessions = Gauge(
-            "speechgraph_realtime_sessions", description="Live transcription sessions open now."
+        self.sessions = HeldGauge(
+            Gauge("speechgraph_realtime_sessions", description="Live transcription sessions open now.")
         )
         self.turns = Counter(
             "speechgraph_realtime_turns",

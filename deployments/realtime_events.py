@@ -8,7 +8,8 @@ import uuid
 from typing import Any
 
 from deployments.protocol import error_body
-from deployments.realtime_protocol import RealtimeProtocolError, SessionConfig
+from deployments.realtime_protocol import RealtimeProtocolError
+from deployments.realtime_session import SessionConfig
 
 
 def _event(type: str, **fields: Any) -> dict[str, Any]:

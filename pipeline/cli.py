@@ -1,5 +1,5 @@
 """``python -m pipeline``: transcribe files in this process (no Ray, no server), or send them to a
-running service (``client``), with a progress bar per file."""
+running service (``client``), with a progress bar per file, or stream one live (``client --live``)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     cl = sub.add_parser("client", help="send audio files to a running service")
     cl.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    cl.add_argument(
+        "--live",
+        action="store_true",
+        help="stream one FILE as if spoken, over /v1/realtime, printing partials and each turn's transcript",
+    )
+    cl.add_argument(
+        "--speed", type=_speed, default=1.0, help="with --live: times real time (default: %(default)s)"
+    )
     cl.add_argument("--url", default="http://127.0.0.1:8000", help="the service (default: %(default)s)")
     cl.add_argument(
         "--api-key",
@@ -60,9 +68,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _speed(text: str) -> float:
+    speed = float(text)
+    if not speed > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return speed
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "client" and args.live:
+        if len(args.files) != 1:
+            parser.error("client --live streams exactly one FILE")
+        from pipeline.live_client import stream_file
+
+        return stream_file(
+            args.files[0], args.url, language=args.language, api_key=args.api_key, speed=args.speed
+        )
     if args.command == "client":
         return _client(args)
     settings = load_pipeline_settings(args.config) if args.config else PipelineSettings()

@@ -6,6 +6,8 @@ one JSON line per request at the ingress, and the request id in every stage's li
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import json
 import re
@@ -142,7 +144,39 @@ def traffic(graph_with_metrics) -> dict:
         f"{url}/v1/transcribe", files={"file": ("notes.txt", b"not audio at all" * 10)}, timeout=60
     )
     assert bad.status_code == 415
-    return {"durations": sent, "windows": windows}
+    return {"durations": sent, "windows": windows, "live": asyncio.run(live_session(url))}
+
+
+async def live_session(url: str) -> dict:
+    """One live session (``/v1/realtime``, server VAD): 4 s of speech and 1.5 s of silence at real
+    time, until every turn is transcribed. Returns the seconds streamed and the turns and partial
+    results the client saw."""
+    import websockets
+
+    # The clip's 16 kHz PCM16 samples sent as 24 kHz PCM16: (faster) speech, for the counts.
+    pcm = (SHARED_AUDIO / "jfk.wav").read_bytes()[44 : 44 + 4 * 48000] + bytes(int(1.5 * 48000))
+    seen: list[str] = []
+    async with websockets.connect(
+        url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+    ) as ws:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for k, i in enumerate(range(0, len(pcm), 4800)):
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "input_audio_buffer.append",
+                        "audio": base64.b64encode(pcm[i : i + 4800]).decode(),
+                    }
+                )
+            )
+            await asyncio.sleep(max(0.0, start + (k + 1) * 0.1 - loop.time()))
+        with contextlib.suppress(TimeoutError):
+            while True:  # until nothing more comes
+                seen.append(json.loads(await asyncio.wait_for(ws.recv(), 3))["type"])
+    turns = seen.count("conversation.item.input_audio_transcription.completed")
+    assert turns == seen.count("input_audio_buffer.committed") > 0, seen
+    return {"seconds": len(pcm) / 48000, "turns": turns}
 
 
 def test_audio_seconds_in_prometheus_equal_the_durations_sent(prometheus, traffic):
@@ -155,7 +189,23 @@ def test_audio_seconds_in_prometheus_equal_the_durations_sent(prometheus, traffi
     asr = scalar(
         wait_for(prometheus, 'sum(ray_speechgraph_audio_seconds_total{stage="asr"})', lambda r: scalar(r) > 0)
     )
-    assert asr <= total + 0.01, "ASR clears only the speech windows, never more than the audio"
+    live_s = traffic["live"]["seconds"]
+    assert asr <= total + live_s + 0.01, "ASR clears only the speech, never more than the audio"
+
+
+def test_live_sessions_in_prometheus(prometheus, traffic):
+    live = traffic["live"]
+    completed = 'sum(ray_speechgraph_realtime_turns_total{outcome="completed"})'
+    wait_for(prometheus, completed, lambda r: scalar(r) == live["turns"])
+    audio = "sum(ray_speechgraph_realtime_audio_seconds_total)"
+    wait_for(prometheus, audio, lambda r: abs(scalar(r) - live["seconds"]) < 0.01)
+    final = "sum(ray_speechgraph_realtime_final_seconds_count)"
+    wait_for(prometheus, final, lambda r: scalar(r) == live["turns"])
+    wait_for(prometheus, "sum(ray_speechgraph_realtime_partial_seconds_count)", lambda r: scalar(r) > 0)
+    wait_for(
+        prometheus, 'sum(ray_speechgraph_realtime_closed_total{reason="client"})', lambda r: scalar(r) == 1
+    )
+    wait_for(prometheus, "sum(ray_speechgraph_realtime_sessions)", lambda r: scalar(r) == 0)
 
 
 def test_requests_counted_by_route_and_status(prometheus, traffic):
@@ -185,15 +235,11 @@ def test_histograms_have_plausible_values(prometheus, traffic):
     )
     assert rtf == n
     # One request at a time: each Whisper batch held one window. (Counts, not sums: Ray exports a
-    # histogram's _sum from bucket midpoints, not the observed values.)
-    wait_for(
-        prometheus, "sum(ray_speechgraph_asr_batch_size_count)", lambda r: scalar(r) == traffic["windows"]
-    )
-    wait_for(
-        prometheus,
-        'sum(ray_speechgraph_asr_batch_size_bucket{le="1.0"})',
-        lambda r: scalar(r) == traffic["windows"],
-    )
+    # histogram's _sum from bucket midpoints, not the observed values.) The live session's passes
+    # are batches of one too, on top.
+    batches = wait_for(prometheus, "sum(ray_speechgraph_asr_batch_size_count)", lambda r: scalar(r) > 0)
+    ones = 'sum(ray_speechgraph_asr_batch_size_bucket{le="1.0"})'
+    wait_for(prometheus, ones, lambda r: scalar(r) == scalar(batches) >= traffic["windows"] + 1)
     wait_for(prometheus, "sum(ray_speechgraph_windows_per_request_count)", lambda r: scalar(r) == n)
     tokens = wait_for(
         prometheus, "sum by (direction) (ray_speechgraph_llm_tokens_total)", lambda r: len(r) == 2
@@ -232,6 +278,7 @@ def test_labels_stay_bounded(prometheus, traffic):
         "stage",
         "task",
         "reason",
+        "outcome",
         "direction",
         "le",
         "Component",

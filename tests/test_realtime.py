@@ -11,6 +11,9 @@ import base64
 import contextlib
 import io
 import json
+import re
+import subprocess
+import sys
 import wave
 from typing import Any
 
@@ -20,7 +23,7 @@ import openai
 import pytest
 import websockets
 from audio_files import jfk
-from conftest import graph_args, wait_healthy
+from conftest import ROOT, SHARED_AUDIO, graph_args, wait_healthy
 
 RATE = 24000
 CHUNK_S = 0.1
@@ -398,3 +401,69 @@ def test_a_client_that_leaves_mid_turn_frees_its_session(limited, speech):
         return first["error"]["code"]
 
     assert asyncio.run(run()) == "session.created"
+
+
+def test_cli_streams_a_file_live(graph):
+    """``python -m pipeline client --live`` streams the JFK clip at 4x real time and prints a final
+    line per turn; in a pipe, no terminal codes: only ``~`` partial lines and ``[mm:ss.s]`` finals."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "client",
+            "--live",
+            "--url",
+            graph,
+            "--speed",
+            "4",
+            str(SHARED_AUDIO / "jfk.wav"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    finals = [line for line in lines if re.match(r"\[\d{2}:\d{2}\.\d\]", line)]
+    assert finals, out.stdout
+    assert all(line.startswith(("~ ", "[")) for line in lines), out.stdout
+    assert [f[1:8] for f in finals] == sorted(f[1:8] for f in finals), "turns in order"
+    assert "error" not in out.stderr, out.stderr
+
+
+def test_a_session_outlives_a_killed_asr_replica(graph, speech):
+    """Turns committed around the ASR replica's death are sent again and completed; the session
+    stays open throughout. (Last in this module: the graph's ASR restarts after it.)"""
+    import ray
+
+    def kill_asr() -> None:
+        entry = next(a for a in ray.util.list_named_actors(all_namespaces=True) if "#asr#" in a["name"])
+        ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]), no_restart=True)
+
+    turn = base64.b64encode(speech[: 2 * 48000]).decode()  # 2 s of speech per turn
+
+    async def run() -> list[dict]:
+        socket = await raw_session(ws_url(graph))
+        manual = {"type": "transcription", "audio": {"input": {"turn_detection": None}}}
+        assert (await answer(socket, {"type": "session.update", "session": manual}))[
+            "type"
+        ] == "session.updated"
+        events = []
+        for i in range(3):
+            await socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": turn}))
+            await socket.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            if i == 1:
+                await asyncio.to_thread(kill_asr)  # while turn 2 is on its way to ASR
+            while True:
+                events.append(json.loads(await asyncio.wait_for(socket.recv(), 120)))
+                if events[-1]["type"].endswith((".completed", ".failed")):
+                    break
+        await socket.close()
+        return events
+
+    events = asyncio.run(run())
+    ends = [e["type"].rsplit(".", 1)[-1] for e in events if e["type"].endswith((".completed", ".failed"))]
+    assert ends == ["completed"] * 3, events
+    assert not [e for e in events if e["type"] == "error"], events

@@ -27,7 +27,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from deployments import realtime_events as ev
 from deployments import realtime_protocol as rp
-from deployments.realtime_protocol import RealtimeProtocolError, SessionConfig
+from deployments.realtime_protocol import RealtimeProtocolError
+from deployments.realtime_session import SessionConfig
 from pipeline.live_turns import TurnDetection
 
 
