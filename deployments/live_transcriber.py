@@ -59,10 +59,6 @@ RATE = 16000
 MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
 
 
-class BufferFull(Exception):
-    """More uncommitted audio than ``max_buffer_s``: the session must end."""
-
-
 class LiveTranscriber:
     """A session's audio, VAD, turns and their transcripts; events go out through ``send``."""
 
@@ -114,6 +110,10 @@ class LiveTranscriber:
         await self._commit(self.turn_start, end)
         self._start_over(end)
 
+    def held_s(self) -> float:
+        """Seconds of audio held: the open turn or the uncommitted buffer, and what awaits VAD."""
+        return (self.audio.end - self.audio.start) / RATE
+
     def clear(self) -> None:
         self._start_over(self.audio.end)
 
@@ -142,11 +142,6 @@ class LiveTranscriber:
         if self.turns is None:  # manual commit: no audio waits for VAD
             self.vad_done = self.audio.end
         self.metrics.audio_seconds.inc(len(samples) / RATE)
-        if (self.audio.end - self.audio.start) / RATE > self.settings.max_buffer_s:
-            raise BufferFull(
-                f"The session holds more than {self.settings.max_buffer_s:g} s of uncommitted audio. "
-                "Commit turns as you go (input_audio_buffer.commit), or use server VAD.",
-            )
         if self.turns is not None and self.audio.end - self.vad_done >= self.settings.vad_interval_s * RATE:
             await self._detect_turns()
         if self.item_id is not None and self._partial_due():

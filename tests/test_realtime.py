@@ -433,6 +433,51 @@ def test_cli_streams_a_file_live(graph):
     assert "error" not in out.stderr, out.stderr
 
 
+def test_a_client_sending_faster_than_served_and_never_reading_is_bounded(graph, speech):
+    """Serve hands the ingress every message a client sends, read or not: a client that streams
+    as fast as it can and never reads must meet the session's audio limit (max_buffer_s, 120 s
+    here), not grow the ingress's (or the proxy's) memory with what it sent."""
+    import psutil
+    from process_memory import MemoryPeak, replica_pid
+
+    proxy = next(
+        p.pid for p in psutil.process_iter(["cmdline"]) if "ProxyActor" in " ".join(p.info["cmdline"] or [])
+    )
+    pieces = [
+        json.dumps(
+            {"type": "input_audio_buffer.append", "audio": base64.b64encode(speech[i : i + 4800]).decode()}
+        )
+        for i in range(0, len(speech), 4800)
+    ]
+
+    async def flood() -> tuple[float, int | None, str]:
+        sent = 0.0
+        socket = await websockets.connect(ws_url(graph))
+        deadline = asyncio.get_running_loop().time() + 20
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while asyncio.get_running_loop().time() < deadline:
+                for piece in pieces:
+                    await socket.send(piece)
+                    sent += 0.1
+        events = await until_closed(socket)  # read only now, after it ended
+        errors = [e["error"]["code"] for e in events if e["type"] == "error"]
+        return sent, socket.close_code, errors[-1] if errors else ""
+
+    with MemoryPeak(replica_pid("ingress")) as ingress, MemoryPeak(proxy) as proxy_memory:
+        sent, code, error = asyncio.run(flood())
+    print(
+        f"sent {sent:.0f} s of audio before the close; heap growth: ingress "
+        f"{ingress.heap_growth / 2**20:.0f} MiB, proxy {proxy_memory.heap_growth / 2**20:.0f} MiB"
+    )
+    # The session ends with the error and 1008 (seen in the ingress's log within 2 s); the client,
+    # still flooding and not reading, may instead see Serve's proxy drop the connection (1006).
+    assert (code, error) in ((1008, "input_audio_buffer_full"), (1006, "")), (code, error)
+    assert sent > 240, "the client got more than twice the limit out before the session ended"
+    # 120 s of audio is 5.8 MB as PCM16 (7.7 MB as base64 text, 7.7 MB as 16 kHz floats).
+    assert ingress.heap_growth < 100 * 2**20, ingress.heap_growth / 2**20
+    assert proxy_memory.heap_growth < 100 * 2**20, proxy_memory.heap_growth / 2**20
+
+
 def test_a_session_outlives_a_killed_asr_replica(graph, speech):
     """Turns committed around the ASR replica's death are sent again and completed; the session
     stays open throughout. (Last in this module: the graph's ASR restarts after it.)"""
