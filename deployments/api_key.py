@@ -47,10 +47,10 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, given = header.partition(" ")
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send, header, keys)
             return
+        scheme, _, given = header.partition(" ")
         if not header:
             await self._refuse(
                 send, "The request has no API key. Send it in the header 'Authorization: Bearer YOUR_KEY'."

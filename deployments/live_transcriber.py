@@ -48,6 +48,7 @@ from pipeline.decoding import DecodeOptions
 from pipeline.document import transcript_text
 from pipeline.live_audio import LiveAudioDecoder
 from pipeline.live_buffer import LiveBuffer
+from pipeline.live_turns import SAMPLE_RATE as RATE
 from pipeline.live_turns import StableText, TurnDetector
 from pipeline.schemas import WindowTranscript
 from pipeline.vad import FRAME, VadStream
@@ -55,7 +56,6 @@ from pipeline.windows import Window
 
 log = logging.getLogger("ray.serve")
 
-RATE = 16000
 MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
 
 
@@ -170,8 +170,10 @@ class LiveTranscriber:
                 await self.send(speech_stopped(item_id, turn.sample * 1000 // RATE))
                 await self._commit(self.turn_start, turn.sample, item_id)
                 self.turn_start, self.item_id = turn.sample, None
-        keep_from = self.turn_start if self.item_id else self.vad_done - self._padding()
-        self.audio.drop_before(max(self.turn_start, min(keep_from, self.vad_done)))
+        # Keep the open turn, or else what the next turn's padding may reach back to.
+        self.audio.drop_before(
+            self.turn_start if self.item_id else max(self.turn_start, self.vad_done - self._padding())
+        )
 
     def _padding(self) -> int:
         options = self.config.turn_detection

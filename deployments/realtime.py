@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,8 +29,6 @@ from deployments.metrics import RealtimeMetrics
 from deployments.realtime_events import cleared, error_event, session_created, session_updated
 from deployments.realtime_protocol import RealtimeProtocolError, parse_client_event
 from pipeline.errors import SpeechgraphError
-
-log = logging.getLogger("ray.serve")
 
 
 class SessionEnded(Exception):

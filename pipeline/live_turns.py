@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pipeline.errors import InvalidParameter
+from pipeline.vad import FRAME
 
 SAMPLE_RATE = 16_000
-FRAME = 512  # samples per Silero frame at 16 kHz (32 ms)
 HYSTERESIS = 0.15  # Silero's: speech ends below threshold - 0.15, not just below threshold
 
 

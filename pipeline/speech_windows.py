@@ -23,10 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pipeline.vad import FRAME  # chunk edges fall on Silero's frames: every chunk sees one 32 ms grid
 from pipeline.windows import Window, plan_speech_windows
-
-#: Silero's frame: chunk edges fall on frames, so every chunk sees the same 32 ms grid.
-FRAME = 512
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 import random
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
 
 # container format -> (codec, sample rate)
+#: The shared real-speech clips (beside the repository root).
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
+
 FORMATS = {
     "wav": ("pcm_s16le", 16000),
     "flac": ("flac", 44100),
@@ -115,12 +119,9 @@ def empty_wav(sample_rate: int = 16000) -> bytes:
 
 def jfk() -> np.ndarray:
     """The shared 11 s JFK clip, decoded to 16 kHz mono."""
-    from pathlib import Path
-
     from pipeline.audio import decode_audio
 
-    shared = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
-    return decode_audio(shared / "jfk.wav", max_duration_s=60)
+    return decode_audio(SHARED / "jfk.wav", max_duration_s=60)
 
 
 SENTENCES = [
@@ -238,3 +239,24 @@ def not_audio_samples() -> dict[str, bytes]:
         samples[f"ADTS header then junk (seed {seed})"] = _junk_after_an_adts_header(seed)
         samples[f"AC-4 sync words in junk (seed {seed})"] = _junk_with_ac4_frames(seed)
     return samples
+
+
+def speech_wav(codec: str, rate: int) -> bytes:
+    """The shared jfk.wav re-encoded by PyAV as a WAV file of ``codec`` at ``rate`` (resampled by PyAV)."""
+    buf = io.BytesIO()
+    with av.open(str(SHARED / "jfk.wav"), mode="r") as source, av.open(buf, mode="w", format="wav") as wav:
+        stream = wav.add_stream(codec, rate=rate, layout="mono")
+        assert isinstance(stream, av.AudioStream)
+        for frame in source.decode(audio=0):
+            frame.pts = None
+            for packet in stream.encode(frame):
+                wav.mux(packet)
+        for packet in stream.encode(None):
+            wav.mux(packet)
+    return buf.getvalue()
+
+
+def raw_samples(wav: bytes) -> bytes:
+    """The samples a WAV file holds, without its header: what a live session sends."""
+    with av.open(io.BytesIO(wav), mode="r") as container:
+        return b"".join(bytes(packet) for packet in container.demux(audio=0))

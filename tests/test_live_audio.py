@@ -3,11 +3,9 @@ and to the same samples as a file holding it (pipeline.audio.decode_audio): real
 
 from __future__ import annotations
 
-import io
-
-import av
 import numpy as np
 import pytest
+from audio_files import raw_samples, speech_wav
 from conftest import SHARED_AUDIO
 
 from pipeline.audio import decode_audio
@@ -16,27 +14,6 @@ from pipeline.live_audio import InvalidLiveAudio, LiveAudioDecoder
 
 JFK = SHARED_AUDIO / "jfk.wav"
 G711 = {"audio/pcmu": "pcm_mulaw", "audio/pcma": "pcm_alaw"}
-
-
-def speech_wav(codec: str, rate: int) -> bytes:
-    """jfk.wav re-encoded by PyAV as a WAV file of ``codec`` at ``rate`` (resampled by PyAV)."""
-    buf = io.BytesIO()
-    with av.open(str(JFK), mode="r") as source, av.open(buf, mode="w", format="wav") as wav:
-        stream = wav.add_stream(codec, rate=rate, layout="mono")
-        assert isinstance(stream, av.AudioStream)
-        for frame in source.decode(audio=0):
-            frame.pts = None
-            for packet in stream.encode(frame):
-                wav.mux(packet)
-        for packet in stream.encode(None):
-            wav.mux(packet)
-    return buf.getvalue()
-
-
-def raw_samples(wav: bytes) -> bytes:
-    """The samples a WAV file holds, without its header: what a live session sends."""
-    with av.open(io.BytesIO(wav), mode="r") as container:
-        return b"".join(bytes(packet) for packet in container.demux(audio=0))
 
 
 def live_decode(fmt: str, payloads: list[bytes]) -> np.ndarray:

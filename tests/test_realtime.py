@@ -22,7 +22,7 @@ import numpy as np
 import openai
 import pytest
 import websockets
-from audio_files import jfk
+from audio_files import jfk, raw_samples, speech_wav
 from conftest import ROOT, SHARED_AUDIO, graph_args, wait_healthy
 
 RATE = 24000
@@ -160,7 +160,7 @@ def test_spoken_turns_through_the_official_client(graph, speech):
 
 def test_manual_commit_clear_and_mulaw_in_the_beta_shape(graph):
     """The beta client's ``transcription_session.update``, G.711 µ-law at 8 kHz, no server VAD."""
-    mulaw = mulaw_8k(jfk()[: 3 * 16000])
+    mulaw = raw_samples(speech_wav("pcm_mulaw", 8000))[: 3 * 8000]  # 3 s of G.711 µ-law at 8 kHz
     # The beta client always dials wss:// unless told the WebSocket URL.
     ws_base = graph.replace("http://", "ws://") + "/v1"
     client = openai.AsyncOpenAI(
@@ -201,19 +201,6 @@ def test_manual_commit_clear_and_mulaw_in_the_beta_shape(graph):
     completed = events[-1]
     assert committed.item_id == completed.item_id and committed.previous_item_id is None
     assert completed.usage.seconds == pytest.approx(3.0, abs=0.01), "only the audio after the clear"
-
-
-def mulaw_8k(audio16k: np.ndarray) -> bytes:
-    """Raw G.711 µ-law at 8 kHz, as a telephony client sends it."""
-    out = io.BytesIO()
-    with av.open(out, "w", format="wav") as container:
-        stream = container.add_stream("pcm_mulaw", rate=8000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(audio16k.astype(np.float32)[None], format="flt", layout="mono")
-        frame.sample_rate = 16000
-        for resampled in av.AudioResampler(format="s16", layout="mono", rate=8000).resample(frame):
-            container.mux(stream.encode(resampled))
-        container.mux(stream.encode(None))
-    return out.getvalue()[44:]  # the WAV header is 44 bytes for pcm_mulaw mono
 
 
 async def raw_session(url: str, **connect) -> websockets.ClientConnection:
