@@ -4,16 +4,15 @@ Two ways, chosen from what the container declares (``probe``):
 
 - a long file in a format that seeks exactly (wav, flac) is cut into chunks that go to several
   preprocess replicas at once (``chunks_in_flight`` per file); the driver stitches their speech
-  into windows (``pipeline.speech_windows``) and has each settled run of windows decoded and put
-  in the object store (``cut``), so ASR starts on the first minutes while later chunks are still
+  into windows (``pipeline.speech_windows``) and has each settled run of windows decoded
+  (``cut``), so ASR starts on the first minutes while later chunks are still
   being decoded;
 - anything else is decoded by one replica, front to back, which streams the parts as they settle
   (``plan``, a Serve streaming call).
 
 Either way the parts come in window order, a replica that dies is replaced by sending its call
 again (a streamed plan resumes after the windows already received), a replica at its decoded-audio
-budget is asked again for a few seconds before the request gets a 503, and the parts' windows can
-be cut again if they are lost with the replica that owns them.
+budget is asked again for a few seconds before the request gets a 503.
 """
 
 from __future__ import annotations
@@ -72,13 +71,6 @@ class AudioParts:
             async with aclosing(self._chunked(self.probe)) as parts:
                 async for part in parts:
                     yield part
-
-    async def cut_again(self, part: AudioPart) -> AudioPart:
-        """``part``'s windows decoded and put in the object store once more (they were lost)."""
-        return await self._answer(
-            lambda: self.preprocess.cut.remote(self.upload, part.windows, part.planned_to_s, part.last),
-            "the lost windows' cut",
-        )
 
     async def _one_replica(self) -> AsyncGenerator[AudioPart]:
         received, waited, died = 0, 0.0, False
@@ -162,7 +154,7 @@ class AudioParts:
 
     async def _cut(self, windows: list[Window], planned_to: int, last: bool) -> AudioPart:
         if not windows:
-            return AudioPart(windows=[], refs=[], planned_to_s=planned_to / SAMPLE_RATE, last=last)
+            return AudioPart(windows=[], samples=[], planned_to_s=planned_to / SAMPLE_RATE, last=last)
         return await self._answer(
             lambda: self.preprocess.cut.remote(self.upload, windows, planned_to / SAMPLE_RATE, last),
             f"windows {windows[0].index}-{windows[-1].index}",
@@ -260,7 +252,7 @@ def _tail(part: AudioPart, first: int) -> AudioPart:
         return part
     return AudioPart(
         windows=part.windows[first:],
-        refs=part.refs[first:],
+        samples=part.samples[first:],
         planned_to_s=part.planned_to_s,
         replica_id=part.replica_id,
         node_id=part.node_id,

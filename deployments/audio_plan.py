@@ -5,10 +5,14 @@ it read them from its spooled temporary file, so the driver never holds the whol
 heap; a preprocess replica reads it through :class:`UploadReader`, a seekable file over those
 chunks mapped from the object store, so it never copies the file either. The stage answers with
 small messages: an :class:`AudioProbe`, the speech a chunk holds (``ChunkSpeech``), and
-:class:`AudioPart`s, windows with an ``ObjectRef`` each, so the driver routes windows to ASR
-replicas without ever holding the samples itself. The windows are owned by the replica that cut
-them (Ray 2.56 removed ``ray.put``'s ``_owner``), so they are lost if it dies before ASR fetched
-them: the driver asks for them to be cut again from the upload.
+:class:`AudioPart`s, windows with their samples.
+
+The samples travel inside the answer, not as ``ObjectRef``s the replica put: Ray loses count of
+refs nested in a streamed answer (ray-project/ray#58080), and Serve answers every call through a
+streaming generator, so under load a window's owner freed it before ASR fetched it. The answer
+itself is owned by the driver that asked; it lands in the object store, and the driver's copy of
+the samples is a read-only view of it, which the driver passes on to ASR calls. The windows then
+live as long as the request, whatever happens to the replica that cut them.
 
 Apart from ``deployments.preprocess`` so that the ingress, which decodes nothing, imports neither
 the decoder nor the VAD model to receive them.
@@ -20,6 +24,7 @@ import bisect
 import io
 from dataclasses import dataclass
 
+import numpy as np
 import ray
 
 from pipeline.errors import AudioError
@@ -124,14 +129,14 @@ class ScannedChunk:
 
 @dataclass(frozen=True)
 class AudioPart:
-    """Some of a file's windows, in order, with an ``ObjectRef`` (float32 samples) each."""
+    """Some of a file's windows, in order, with their float32 samples."""
 
     windows: list[Window]
-    refs: list[ray.ObjectRef]
+    samples: list[np.ndarray]
     planned_to_s: float
     """How far into the audio the windows are now planned (the audio's length on the last part)."""
     replica_id: str | None = None
     node_id: str | None = None
-    """The node whose object store holds the windows (the preprocess replica's)."""
+    """The node of the preprocess replica that cut the windows."""
     last: bool = False
     """No windows come after these."""

@@ -4,14 +4,14 @@ Apart from HTTP (FastAPI never appears here) and written against objects shaped 
 ``DeploymentHandle``s (``handle.remote(...)``, ``handle.method.remote(...)``, answers that are
 awaitable and cancellable), so it is unit-tested with fakes, without a cluster.
 
-The driver never holds audio samples: the preprocessing stage answers with parts of the plan
-(``deployments.audio_parts``), windows with an ``ObjectRef`` each, and each ref is passed on,
-unresolved, to an ASR call (Ray resolves a top-level ref argument in the ASR replica, straight
-from the object store). A part's windows go to ASR as soon as it is planned, while a long file's
-later chunks are still being decoded; Serve spreads the windows over replicas and
-``@serve.batch`` batches them with other requests'. One stream of events serves every answer: a
-progress event as each part is planned and each window finishes, the windows in order as soon as
-each and all before it are done, then the document; the routes pick what they send of it.
+The preprocessing stage answers with parts of the plan (``deployments.audio_parts``), windows
+with their samples as read-only views of the answer in the object store, and each window's samples
+go on to an ASR call, which Ray puts in the object store for the ASR replica to map. A part's
+windows go to ASR as soon as it is planned, while a long file's later chunks are still being
+decoded; Serve spreads the windows over replicas and ``@serve.batch`` batches them with other
+requests'. One stream of events serves every answer: a progress event as each part is planned
+and each window finishes, the windows in order as soon as each and all before it are done, then
+the document; the routes pick what they send of it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from deployments.audio_parts import AudioParts, PlannedAudio, PlanProgress
 from deployments.audio_plan import AudioPart, Upload
 from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.protocol import WindowProgress
-from deployments.stage_calls import RecutWindows, once_more_if_replica_died, stage_errors
+from deployments.stage_calls import once_more_if_replica_died, stage_errors
 from pipeline.decoding import DecodeOptions
 from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
 from pipeline.errors import InvalidParameter
@@ -167,15 +167,17 @@ class TranscriptionGraph:
                         next_part = None if part.last else asyncio.ensure_future(anext(parts))
                         if part.last:
                             audio.preprocessed, audio.duration_s = time.perf_counter(), part.planned_to_s
-                        recut = RecutWindows(part, functools.partial(audio.parts.cut_again, part))
                         if language is None and part.windows:
-                            language = await recut.call(
-                                0, self.asr.detect_language.remote, "the language", responses
+                            language = await once_more_if_replica_died(
+                                functools.partial(self.asr.detect_language.remote, part.samples[0]),
+                                "the language",
+                                responses,
                             )
-                        for i, window in enumerate(part.windows):
-                            call = recut.call(
-                                i,
-                                self._transcribe(window, language, request.options),
+                        for window, samples in zip(part.windows, part.samples, strict=True):
+                            call = once_more_if_replica_died(
+                                functools.partial(
+                                    self.asr.transcribe.remote, samples, window, language, request.options
+                                ),
                                 f"window {window.index}",
                                 responses,
                             )
@@ -200,12 +202,6 @@ class TranscriptionGraph:
             for response in responses:
                 with suppress(Exception):
                     response.cancel()
-
-    def _transcribe(
-        self, window: Window, language: str | None, options: DecodeOptions
-    ) -> Callable[[Any], Any]:
-        """The ASR call of ``window``, given the ref of its samples."""
-        return lambda ref: self.asr.transcribe.remote(ref, window, language, options)
 
     async def _document(
         self, audio: PlannedAudio, transcripts: list[WindowTranscript], request: TranscriptionRequest

@@ -1,4 +1,4 @@
-"""Preprocessing stage: decode uploads, find their speech, put each window in the object store.
+"""Preprocessing stage: decode uploads, find their speech, answer with each window's samples.
 
 Three calls, all over the same upload (the driver's object-store chunks):
 
@@ -7,12 +7,12 @@ Three calls, all over the same upload (the driver's object-store chunks):
   usable audio, before anything is decoded; then, unless the file is long and seeks exactly, the
   file's :class:`AudioPart`s, decoded once, front to back, a chunk at a time
   (``pipeline.long_audio.plan_in_chunks``): short files, formats that cannot seek exactly, and
-  VAD off. One call per request, as before chunking.
+  VAD off. One call per request.
 - ``live_speech``: Silero's probabilities for a live session's next frames; the session keeps
   the recurrent state and sends it along, so any replica serves any session's next frames.
 - ``scan`` and ``cut``: one chunk of a long, seekable file decoded by seeking and scanned for
-  speech; then the windows the driver stitched from the chunks, decoded again and put in the
-  object store. The driver sends a file's chunks to several replicas at once.
+  speech; then the windows the driver stitched from the chunks, decoded again. The driver sends
+  a file's chunks to several replicas at once.
 
 Every call holds at most about one chunk of decoded audio, and a replica holds at most
 ``max_decoded_s_in_flight`` seconds over all its calls: past that it answers :class:`Busy`
@@ -28,7 +28,6 @@ from contextlib import contextmanager
 
 import av
 import numpy as np
-import ray
 from ray import serve
 
 from deployments.audio_plan import AudioPart, AudioProbe, Busy, Rejected, ScannedChunk, Upload
@@ -154,8 +153,7 @@ class PreprocessDeployment(StageReplica):
     async def cut(
         self, upload: Upload, windows: list[Window], planned_to_s: float, last: bool
     ) -> AudioPart | Rejected | Busy:
-        """``windows`` (consecutive, planned by the driver) decoded by seeking and put in the
-        object store. Also how windows lost with a replica are cut again."""
+        """``windows`` (consecutive, planned by the driver) decoded by seeking."""
         start, end = windows[0].start, windows[-1].end
         with self.budget.hold((end - start) / SAMPLE_RATE) as granted:
             if not granted:
@@ -179,7 +177,7 @@ class PreprocessDeployment(StageReplica):
     ) -> AudioPart:
         return AudioPart(
             windows=windows,
-            refs=[ray.put(np.ascontiguousarray(x)) for x in samples],
+            samples=[np.ascontiguousarray(x) for x in samples],
             planned_to_s=planned_to / SAMPLE_RATE,
             replica_id=self.placement.replica_id,
             node_id=self.placement.node_id,

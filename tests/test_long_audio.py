@@ -163,7 +163,10 @@ def test_segments_stream_before_the_last_chunk_is_planned(long_graph):
     )
     assert first_segment < planning_done, "a segment went out while later chunks were being decoded"
     planned = [body["audio_planned_s"] for event, body in events if event == "progress"]
-    assert planned == sorted(planned) and planned[0] < 130 and planned[-1] == pytest.approx(1200, abs=1)
+    assert planned == sorted(planned) and planned[-1] == pytest.approx(1200, abs=1)
+    # Chunks are scanned four at a time over two replicas and finish in any order: the first part
+    # settles once chunk 0 is in, with chunks 1 to 3 perhaps already (240 s planned at once).
+    assert planned[0] <= 300 and len(set(planned)) > 5, "planned part by part, from the start"
 
 
 @needs_tool("espeak-ng", package="espeak-ng")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ray.exceptions import ObjectLostError, RayActorError
+from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from deployments import audio_parts
@@ -73,16 +73,16 @@ class FakeAsr:
         self.detect_language = FakeMethod(self._detect)
         self.transcribe = FakeMethod(self._transcribe)
 
-    async def _detect(self, ref) -> str:
+    async def _detect(self, samples) -> str:
         return "de"
 
     async def _transcribe(
-        self, ref, window: Window, language: str, options: DecodeOptions
+        self, samples, window: Window, language: str, options: DecodeOptions
     ) -> WindowTranscript:
         await asyncio.sleep(self.delays.get(window.index, 0.0))
         if self.fail.get(window.index):
             raise self.fail[window.index].pop(0)
-        segment = Segment(id=0, start=window.start_s, end=window.end_s, text=f" w{window.index}:{ref}")
+        segment = Segment(id=0, start=window.start_s, end=window.end_s, text=f" w{window.index}:{samples}")
         return WindowTranscript(
             window=window.index, language=language, segments=[segment], replica_id="r1", node_id="n1"
         )
@@ -96,9 +96,9 @@ def windows(n: int, first: int = 0) -> list[Window]:
 
 
 def part(n: int, tag: str = "a", first: int = 0, last: bool = True) -> AudioPart:
-    refs: list[Any] = [f"{tag}{i}" for i in range(first, first + n)]  # names in place of ObjectRefs
+    samples: list[Any] = [f"{tag}{i}" for i in range(first, first + n)]  # names in place of arrays
     return AudioPart(
-        windows=windows(n, first), refs=refs, planned_to_s=10.0 * (first + n), node_id="n0", last=last
+        windows=windows(n, first), samples=samples, planned_to_s=10.0 * (first + n), node_id="n0", last=last
     )
 
 
@@ -127,15 +127,12 @@ class FakeStream:
 
 
 class FakePreprocess:
-    """Preprocess replicas: ``streams`` are what successive ``plan`` calls stream; ``recuts``
-    what successive ``cut`` calls answer (the windows cut again)."""
+    """Preprocess replicas: ``streams`` are what successive ``plan`` calls stream."""
 
-    def __init__(
-        self, streams: list[list], recuts: list | None = None, probe: Any = None, delay: float = 0.0
-    ):
-        self.streams, self.recuts, self.delay = list(streams), list(recuts or []), delay
-        self.cut = FakeMethod(self._cut)
-        self.scan: FakeMethod | None = None  # set by tests of the chunked path
+    def __init__(self, streams: list[list], probe: Any = None, delay: float = 0.0):
+        self.streams, self.delay = list(streams), delay
+        self.scan: FakeMethod | None = None  # set, with cut, by tests of the chunked path
+        self.cut: FakeMethod | None = None
         self.plan = self
         self.plan_calls: list[tuple] = []
         self._probe_answer = probe or AudioProbe(duration_s=30.0, seekable=False)
@@ -152,9 +149,6 @@ class FakePreprocess:
             PipelineSettings().audio.model_copy(update={"chunked_above_s": 600})
         )
         return FakeStream([probe] if chunked or isinstance(probe, Rejected) else [probe, *items], self.delay)
-
-    async def _cut(self, upload, windows, planned_to_s, last):
-        return self.recuts.pop(0)
 
 
 def llm_answer(punctuated: str = "Punctuated.") -> Callable:
@@ -264,22 +258,6 @@ def test_a_window_whose_replica_died_twice_fails_the_request_as_unavailable():
     asr = FakeAsr(fail={1: [RayActorError(), RayActorError()]})
     graph, _ = make_graph(asr=asr)
     with pytest.raises(StageUnavailable):
-        run(events_of(graph, request()))
-
-
-def test_lost_windows_are_cut_again_once_and_sent_with_the_new_refs():
-    asr = FakeAsr(fail={0: [ObjectLostError("00" * 14, None, "")], 2: [ObjectLostError("00" * 14, None, "")]})
-    graph, stages = make_graph(asr=asr, preprocess=FakePreprocess([[part(3, "a")]], recuts=[part(3, "b")]))
-    document = run(events_of(graph, request()))[-1]
-    assert len(stages["preprocess"].cut.calls) == 1, "one re-cut for both lost windows"
-    assert stages["preprocess"].cut.calls[0][1] == windows(3), "the part's own windows, cut again"
-    assert [s.text for s in document.segments] == [" w0:b0", " w1:a1", " w2:b2"]
-
-
-def test_windows_cut_differently_the_second_time_fail_the_request():
-    asr = FakeAsr(fail={0: [ObjectLostError("00" * 14, None, "")]})
-    graph, _ = make_graph(asr=asr, preprocess=FakePreprocess([[part(3)]], recuts=[part(2)]))
-    with pytest.raises(StageUnavailable, match="cut differently"):
         run(events_of(graph, request()))
 
 
