@@ -19,8 +19,10 @@ from typing import Annotated, Any, Literal
 from fastapi import Form, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deployments.known_speakers import known_speaker_audio
 from deployments.openai_protocol import Granularity, ResponseFormat
 from pipeline.decoding import DecodeOptions
+from pipeline.diarization import SpeakerCount
 from pipeline.errors import InvalidParameter
 from pipeline.languages import normalize_language
 from pipeline.schemas import Task
@@ -48,7 +50,38 @@ class _Form(BaseModel):
         return self.file
 
 
-class TranscribeForm(_Form):
+class _SpeakerCountForm(_Form):
+    num_speakers: int | None = None
+    """With diarization: exactly this many speakers (1 to 20); found from the audio when left out."""
+    min_speakers: int | None = None
+    """With diarization: at least this many speakers (1 to 20)."""
+    max_speakers: int | None = None
+    """With diarization: at most this many speakers (1 to 20)."""
+
+    @model_validator(mode="after")
+    def _speaker_count_is_possible(self) -> "_SpeakerCountForm":
+        SpeakerCount(**self._counts())
+        return self
+
+    def _counts(self) -> dict[str, int | None]:
+        return {
+            "num_speakers": self.num_speakers,
+            "min_speakers": self.min_speakers,
+            "max_speakers": self.max_speakers,
+        }
+
+
+class DiarizationForm(_SpeakerCountForm):
+    """``POST /v1/audio/diarization``: who spoke when, without a transcript."""
+
+    response_format: Literal["json", "rttm"] = "json"
+    """json (turns and talk time per speaker) or rttm (NIST's Rich Transcription Time Marked lines)."""
+
+    def speaker_count(self) -> SpeakerCount:
+        return SpeakerCount(**self._counts())
+
+
+class TranscribeForm(_SpeakerCountForm):
     """``POST /v1/transcribe``: the document route."""
 
     language: str | None = None
@@ -62,11 +95,22 @@ class TranscribeForm(_Form):
     stream: bool = False
     """Send server-sent events instead: 'progress' as each window finishes, 'segment' as soon as
     it and all before it are ready, then 'document'."""
+    diarize: bool = False
+    """Find who spoke: a speaker on each segment (and word), and each speaker's talk time."""
 
     _normalize_language = field_validator("language")(normalize_language)
 
     def decode_options(self) -> DecodeOptions:
         return DecodeOptions(task=self.task)
+
+    def speaker_count(self) -> SpeakerCount | None:
+        """How many speakers to find; None without diarize."""
+        if not self.diarize:
+            given = [name for name, value in self._counts().items() if value is not None]
+            if given:
+                raise InvalidParameter(f"{given[0]} needs diarize=true; send both, or neither.", given[0])
+            return None
+        return SpeakerCount(**self._counts())
 
 
 class _OpenAIForm(_Form):
@@ -75,7 +119,8 @@ class _OpenAIForm(_Form):
     prompt: str | None = None
     """Text that came before, to guide style and spelling."""
     response_format: ResponseFormat = "json"
-    """json, text, srt, verbose_json or vtt."""
+    """json, text, srt, verbose_json or vtt; diarized_json (a speaker on each segment) with a
+    diarizing model (transcriptions only)."""
     temperature: float = Field(0.0, ge=0.0, le=1.0)
     """0 decodes greedily; up to 1 samples."""
     punctuate: bool = False
@@ -216,7 +261,14 @@ class TranscriptionForm(_OpenAIForm):
     include: list[Literal["logprobs"]] | None = Field(None, alias="include[]")
     """logprobs: each text token's log-probability, under 'logprobs' (response_format=json only)."""
     stream: bool = False
-    """Stream transcript.text.delta events, then transcript.text.done (json or text only)."""
+    """Stream transcript.text.delta events, then transcript.text.done (json, text or diarized_json;
+    diarized_json sends each transcript.text.segment, with its speaker, before the done event)."""
+    known_speaker_names: list[str] | None = Field(None, alias="known_speaker_names[]")
+    """With a diarizing model: up to 4 names for the speakers of known_speaker_references[], in
+    the same order; a speaker found whose voice matches one takes its name instead of a letter."""
+    known_speaker_references: list[str] | None = Field(None, alias="known_speaker_references[]")
+    """With a diarizing model: each known speaker's voice, 2 to 10 s of audio as a data URL
+    (data:audio/wav;base64,...)."""
     chunking_strategy: ChunkingStrategy | None = None
     """How Silero VAD cuts the audio, as OpenAI's API takes it: 'auto' (or left out) for the
     service's configured VAD, or a server_vad object {"type": "server_vad", "threshold",
@@ -260,9 +312,10 @@ class TranscriptionForm(_OpenAIForm):
                 "Ask for verbose_json, or leave out 'word'.",
                 "timestamp_granularities[]",
             )
-        if self.stream and self.response_format not in ("json", "text"):
+        if self.stream and self.response_format not in ("json", "text", "diarized_json"):
             raise InvalidParameter(
-                f"stream=true works with response_format json or text, not {self.response_format!r}.",
+                "stream=true works with response_format json, text or diarized_json, not "
+                f"{self.response_format!r}.",
                 "stream",
             )
         if self.logprobs and self.response_format != "json":
@@ -272,6 +325,10 @@ class TranscriptionForm(_OpenAIForm):
                 "include[]",
             )
         return self
+
+    def known_speakers(self) -> dict[str, bytes]:
+        """Each known speaker's reference audio by name (none when not sent)."""
+        return known_speaker_audio(self.known_speaker_names, self.known_speaker_references)
 
     def vad_options(self, configured: VadOptions | None = None) -> VadOptions | None:
         """This request's VAD: None for 'auto' or no chunking_strategy (the service's own); for a

@@ -2,7 +2,7 @@
 
 Its ``args`` are :class:`~deployments.app_args.AppArgs` (the pipeline settings, the HTTP API, and
 per stage the Serve deployment options), validated before the builder runs; this module only binds
-the four deployments into the graph with them.
+the deployments into the graph with them (diarization only when the config has it).
 """
 
 # No `from __future__ import annotations` here: Serve validates the builder's args against the
@@ -12,6 +12,7 @@ from ray.serve import Application, Deployment
 
 from deployments.app_args import AppArgs
 from deployments.asr import AsrDeployment
+from deployments.diarization import DiarizationDeployment
 from deployments.ingress import IngressDeployment
 from deployments.postprocess import PostprocessDeployment
 from deployments.preprocess import PreprocessDeployment
@@ -26,6 +27,13 @@ def build_app(args: AppArgs) -> Application:
     asr = _deployment(AsrDeployment).options(**stages.asr.serve_options())
     postprocess = _deployment(PostprocessDeployment).options(**stages.postprocess.serve_options())
     ingress = _deployment(IngressDeployment).options(**stages.ingress.serve_options())
+    diarization = None
+    if stages.diarization is not None:
+        diarization = (
+            _deployment(DiarizationDeployment)
+            .options(**stages.diarization.serve_options())
+            .bind(settings.diarization, settings.audio)
+        )
     return ingress.bind(
         preprocess.bind(settings.audio),
         asr.bind(settings.asr),
@@ -33,6 +41,7 @@ def build_app(args: AppArgs) -> Application:
         settings,
         args.api,
         args.realtime,
+        diarization,
     )
 
 

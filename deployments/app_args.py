@@ -37,6 +37,12 @@ class ApiSettings(_Strict):
     """Names accepted in a request's ``model`` besides the ASR model's own name (``asr.model``).
     Any other name is refused with 404 ``model_not_found``: a request never picks a checkpoint."""
 
+    diarize_model_aliases: list[str] = ["gpt-4o-transcribe-diarize"]
+    """Model names that transcribe with speakers, as OpenAI's ``gpt-4o-transcribe-diarize``: a
+    request naming one runs the configured ASR model and the diarization stage, and may ask for
+    ``response_format=diarized_json`` and known speakers. Listed in ``/v1/models`` only when the
+    diarization stage is deployed."""
+
     api_key_env: str = "SPEECHGRAPH_API_KEY"
     """Environment variable holding the API key (several keys: comma-separated, for rotation).
     When it is set and not empty, every ``/v1`` request needs ``Authorization: Bearer KEY``;
@@ -179,7 +185,10 @@ class StageDeployments(_Strict):
     preprocess: DeploymentOptions = DeploymentOptions()
     asr: AsrDeploymentOptions = AsrDeploymentOptions()
     postprocess: DeploymentOptions = DeploymentOptions()
-    share_gpu: list[Literal["ingress", "preprocess", "asr", "postprocess"]] = []
+    diarization: DeploymentOptions | None = None
+    """The diarization stage (``diarize=true``, speakers on the transcript). Left out, it is not
+    deployed, and requests that ask for speakers get 400 ``diarization_not_deployed``."""
+    share_gpu: list[Literal["ingress", "preprocess", "asr", "postprocess", "diarization"]] = []
     """Stages whose replicas are planned to share GPUs, one replica of each on a GPU (e.g.
     ``[asr, postprocess]``): their ``num_gpus`` must add up to at most 1.0, or the config is
     refused (see ``deployments.gpu_shares``)."""
@@ -201,6 +210,8 @@ class AppArgs(PipelineSettings):
         result = []
         for stage in STAGES:
             options = getattr(self.deployments, stage)
+            if options is None:  # a stage left out of the config is not deployed
+                continue
             actor = options.ray_actor_options
             share = actor.num_gpus or 0.0
             fraction, kind = None, "-"

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-STAGES = ("ingress", "preprocess", "asr", "postprocess")
+STAGES = ("ingress", "preprocess", "asr", "postprocess", "diarization")
 
 
 @dataclass(frozen=True)

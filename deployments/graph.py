@@ -21,7 +21,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,8 +32,10 @@ from deployments.audio_parts import AudioParts, PlannedAudio, PlanProgress
 from deployments.audio_plan import AudioPart, Upload
 from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.protocol import WindowProgress
+from deployments.speaker_branch import SpeakerBranch
 from deployments.stage_calls import once_more_if_replica_died, stage_errors
 from pipeline.decoding import DecodeOptions
+from pipeline.diarization import SpeakerCount
 from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
 from pipeline.errors import InvalidParameter
 from pipeline.schemas import (
@@ -44,6 +46,7 @@ from pipeline.schemas import (
     WindowTranscript,
 )
 from pipeline.settings import PipelineSettings, VadOptions
+from pipeline.speaker_assignment import assign_speakers, talk_time
 from pipeline.windows import Window
 
 log = logging.getLogger("ray.serve")
@@ -73,6 +76,10 @@ class TranscriptionRequest:
     request_id: str | None = None
     vad: VadOptions | None = None
     """This request's VAD (OpenAI's ``chunking_strategy``); None: the configured one."""
+    speakers: SpeakerCount | None = None
+    """Find who spoke, with this many speakers; None: no diarization."""
+    known_voices: Mapping[str, np.ndarray] | None = None
+    """Known speakers' voice prints by name, to name the speakers found (with ``speakers``)."""
 
 
 class TranscriptionGraph:
@@ -86,12 +93,15 @@ class TranscriptionGraph:
         settings: PipelineSettings,
         *,
         put: Callable[[np.ndarray], Any],
+        diarization: Any = None,
         node_id: str | None = None,
         on_llm_fallback: Callable[[PostprocessResult], None] = lambda result: None,
     ):
-        """``put`` stores an upload chunk in the object store (``ray.put``); ``on_llm_fallback``
-        hears of each request whose post-processing was skipped because the LLM could not answer."""
+        """``put`` stores an upload chunk in the object store (``ray.put``); ``diarization`` is the
+        diarization stage, when deployed; ``on_llm_fallback`` hears of each request whose
+        post-processing was skipped because the LLM could not answer."""
         self.preprocess, self.asr, self.postprocess = preprocess, asr, postprocess
+        self.diarization = diarization
         self.settings = settings
         self.put = put
         self.node_id = node_id
@@ -132,19 +142,28 @@ class TranscriptionGraph:
     ) -> AsyncGenerator[GraphEvent, None]:
         """Progress and windows as they finish, then the document."""
         windows: list[WindowTranscript] = []
+        speakers = (
+            SpeakerBranch(self.diarization, request.speakers, request.known_voices)
+            if request.speakers
+            else None
+        )
         try:
-            # aclosing: a consumer that stops early closes the fan-out too, which cancels its calls.
-            async with aclosing(self._windows(audio, request)) as events:
-                async for event in events:
-                    if isinstance(event, WindowTranscript):
-                        windows.append(event)
-                    yield event
+            try:
+                # aclosing: a consumer that stops early closes the fan-out, which cancels its calls.
+                async with aclosing(self._windows(audio, request, speakers)) as events:
+                    async for event in events:
+                        if isinstance(event, WindowTranscript):
+                            windows.append(event)
+                        yield event
+            finally:
+                audio.parts.cancel()
+            yield await self._document(audio, windows, request, speakers)
         finally:
-            audio.parts.cancel()
-        yield await self._document(audio, windows, request)
+            if speakers is not None:
+                speakers.cancel()
 
     async def _windows(
-        self, audio: PlannedAudio, request: TranscriptionRequest
+        self, audio: PlannedAudio, request: TranscriptionRequest, speakers: SpeakerBranch | None
     ) -> AsyncGenerator[WindowProgress | WindowTranscript, None]:
         """A progress event after each window that finishes, in whatever order they finish, and
         after each part planned; the windows themselves in order, each as soon as it and all
@@ -182,6 +201,8 @@ class TranscriptionGraph:
                                 responses,
                             )
                             tasks[asyncio.ensure_future(call)] = window
+                            if speakers is not None:
+                                speakers.add(samples, window)
                         yield progress.planned(part)
                     for task in finished - {next_part}:
                         if task not in tasks:
@@ -204,10 +225,20 @@ class TranscriptionGraph:
                     response.cancel()
 
     async def _document(
-        self, audio: PlannedAudio, transcripts: list[WindowTranscript], request: TranscriptionRequest
+        self,
+        audio: PlannedAudio,
+        transcripts: list[WindowTranscript],
+        request: TranscriptionRequest,
+        speakers: SpeakerBranch | None,
     ) -> TranscriptionResult:
         segments = stitch_segments(transcripts)
         transcribed = time.perf_counter()
+        talk = None
+        if speakers is not None:
+            with stage_errors():
+                turns = (await speakers.speakers()).turns
+            segments, talk = assign_speakers(segments, turns), talk_time(turns)
+        diarized = time.perf_counter()
         preprocessed = audio.preprocessed or transcribed
         if request.punctuate or request.summarize:
             post = await self._postprocess(transcript_text(segments), request)
@@ -223,7 +254,7 @@ class TranscriptionGraph:
         timings = StageTimings(
             preprocess_s=preprocessed - audio.started,
             asr_s=transcribed - audio.first_planned,
-            postprocess_s=finished - transcribed,
+            postprocess_s=finished - diarized,
             total_s=finished - audio.started,
             windows=len(transcripts),
             first_window_s=audio.first_planned - audio.started,
@@ -231,6 +262,7 @@ class TranscriptionGraph:
             asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts if t.replica_id)),
             asr_largest_batch=max((t.batch_size for t in transcripts), default=0),
             nodes=nodes,
+            diarization_s=diarized - transcribed,
         )
         language = (
             transcripts[0].language
@@ -246,6 +278,7 @@ class TranscriptionGraph:
             timings=timings,
             models={"asr": self.settings.asr.model, "llm": self.settings.llm.model},
             request_id=request.request_id,
+            speakers=talk,
         )
 
     async def _postprocess(self, text: str, request: TranscriptionRequest) -> PostprocessResult:

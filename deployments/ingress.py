@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from pathlib import Path
 from typing import Annotated, Any
 
 import ray
@@ -23,7 +24,13 @@ from ray import serve
 from ray.serve.schema import ReplicaState
 
 from deployments.api_key import api_keys_from
-from deployments.api_requests import MULTIPART, TranscribeForm, TranscriptionForm, TranslationForm
+from deployments.api_requests import (
+    MULTIPART,
+    DiarizationForm,
+    TranscribeForm,
+    TranscriptionForm,
+    TranslationForm,
+)
 from deployments.app_args import ApiSettings, RealtimeSettings
 from deployments.graph import (
     GraphEvent,
@@ -34,21 +41,23 @@ from deployments.graph import (
 )
 from deployments.http_app import ERROR_RESPONSES, api, openapi_with_api_key, request_id
 from deployments.http_errors import ModelNotFound
+from deployments.known_speakers import diarizes
 from deployments.metrics import IngressMetrics, count_fallbacks
 from deployments.openai_protocol import ModelCard, ModelList, TranscriptionJson, TranscriptionVerboseJson
 from deployments.protocol import HealthResponse, LivenessResponse, ModelsResponse, StageHealth
 from deployments.realtime import RealtimeSessions
 from deployments.request_log import note_request
 from deployments.responses import document_events, event_stream, openai_answer, openai_events
+from deployments.speaker_branch import diarize_audio, voice_prints
 from deployments.stage_calls import stage_errors
 from pipeline.decoding import DecodeOptions
+from pipeline.diarization import SpeakerCount
 from pipeline.errors import InvalidParameter
-from pipeline.schemas import TranscriptionResult
+from pipeline.rttm import write_rttm
+from pipeline.schemas import DiarizationResult, TranscriptionResult
 from pipeline.settings import PipelineSettings
 
 log = logging.getLogger("ray.serve")
-
-STAGES = ("preprocess", "asr", "postprocess")
 
 _STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
 _DOCUMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -87,12 +96,16 @@ class IngressDeployment:
         settings: PipelineSettings,
         api_settings: ApiSettings,
         realtime: RealtimeSettings,
+        diarization=None,
     ):
         self.stages = {"preprocess": preprocess, "asr": asr, "postprocess": postprocess}
+        if diarization is not None:
+            self.stages["diarization"] = diarization
         self.settings = settings
         self.api_settings = api_settings
         self.api_keys = api_keys_from(os.environ.get(api_settings.api_key_env))
-        self.model_names = list(dict.fromkeys([*api_settings.model_aliases, settings.asr.model]))
+        diarizing = api_settings.diarize_model_aliases if diarization is not None else []
+        self.model_names = list(dict.fromkeys([*api_settings.model_aliases, settings.asr.model, *diarizing]))
         self.started_at = int(time.time())
         self.metrics = IngressMetrics()
         self.graph = TranscriptionGraph(
@@ -101,6 +114,7 @@ class IngressDeployment:
             postprocess,
             settings,
             put=ray.put,
+            diarization=diarization,
             node_id=ray.get_runtime_context().get_node_id(),
             on_llm_fallback=lambda result: count_fallbacks(self.metrics.fallbacks, result),
         )
@@ -118,7 +132,12 @@ class IngressDeployment:
     )
     async def transcribe(self, form: Annotated[TranscribeForm, MULTIPART]) -> Any:
         request = TranscriptionRequest(
-            form.language, form.decode_options(), form.punctuate, form.summarize, request_id()
+            form.language,
+            form.decode_options(),
+            form.punctuate,
+            form.summarize,
+            request_id(),
+            speakers=self._speakers(form.speaker_count()),
         )
         events = self._run(await self._audio(form, request), request)
         if form.stream:
@@ -156,7 +175,9 @@ class IngressDeployment:
         granularities: frozenset[str],
         stream: bool,
     ) -> Response:
-        self._model(form.model)
+        model = self._model(form.model)
+        known = form.known_speakers() if isinstance(form, TranscriptionForm) else {}
+        diarize = diarizes(model, self.api_settings.diarize_model_aliases, form.response_format, known)
         request = TranscriptionRequest(
             language,
             options,
@@ -164,10 +185,17 @@ class IngressDeployment:
             form.summarize,
             request_id(),
             vad=form.vad_options(self.settings.audio.vad_options()),
+            speakers=self._speakers(SpeakerCount() if diarize else None),
+            known_voices=await voice_prints(self.stages["diarization"], known) if known else None,
         )
         events = self._run(await self._audio(form, request), request)
         if stream:
-            named = openai_events(events, punctuate=form.punctuate, summarize=form.summarize)
+            named = openai_events(
+                events,
+                punctuate=form.punctuate,
+                summarize=form.summarize,
+                diarized=form.response_format == "diarized_json",
+            )
             return event_stream(named, openai=True, request_id=request.request_id)
         return await openai_answer(
             events,
@@ -177,6 +205,29 @@ class IngressDeployment:
             summarize=form.summarize,
             logprobs=options.logprobs,
         )
+
+    # --- speakers alone ----------------------------------------------------------------------
+
+    @api.post(
+        "/v1/audio/diarization",
+        response_model=DiarizationResult,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Speaker turns."},
+            **ERROR_RESPONSES,
+        },
+        summary="Who spoke when: speaker turns without a transcript (json or RTTM)",
+    )
+    async def diarization(self, form: Annotated[DiarizationForm, MULTIPART]) -> Any:
+        count = form.speaker_count()
+        self._speakers(count)
+        request = TranscriptionRequest(None, DecodeOptions(), False, False, request_id(), speakers=count)
+        audio = await self._audio(form, request)
+        result = await diarize_audio(self.stages["diarization"], audio, count, request.request_id)
+        note_request(audio_s=result.duration_s, speakers=len(result.speakers))
+        if form.response_format == "rttm":
+            file_id = Path(form.audio_file().filename or "audio").stem or "audio"
+            return Response(write_rttm(result.turns, file_id), media_type="text/plain")
+        return result
 
     @api.get(
         "/v1/models",
@@ -199,7 +250,9 @@ class IngressDeployment:
     # --- the graph, for every route -----------------------------------------------------------
 
     async def _audio(
-        self, form: TranscribeForm | TranscriptionForm | TranslationForm, request: TranscriptionRequest
+        self,
+        form: TranscribeForm | TranscriptionForm | TranslationForm | DiarizationForm,
+        request: TranscriptionRequest,
     ) -> PlannedAudio:
         upload = await self.graph.upload(form.audio_file())
         self.metrics.received_bytes.inc(upload.size)
@@ -210,7 +263,7 @@ class IngressDeployment:
         async with aclosing(self.graph.run(audio, request)) as events:
             async for event in events:
                 if isinstance(event, TranscriptionResult):
-                    self.metrics.record_document(event.timings, event.duration_s)
+                    self.metrics.record_document(event.timings, event.duration_s, event.speakers is not None)
                     stage_seconds = {
                         f"{stage}_s": round(getattr(event.timings, f"{stage}_s"), 4)
                         for stage in ("preprocess", "asr", "postprocess")
@@ -221,6 +274,16 @@ class IngressDeployment:
                         **stage_seconds,
                     )
                 yield event
+
+    def _speakers(self, count: SpeakerCount | None) -> SpeakerCount | None:
+        if count is not None and "diarization" not in self.stages:
+            raise InvalidParameter(
+                "Diarization is not deployed in this service. Send the request without diarize, or "
+                "ask its operator to add deployments.diarization to the Serve config.",
+                "diarize",
+                "diarization_not_deployed",
+            )
+        return count
 
     def _card(self, name: str) -> ModelCard:
         return ModelCard(id=name, created=self.started_at)
@@ -299,7 +362,7 @@ class IngressDeployment:
         status = await asyncio.to_thread(serve.status)
         deployments = status.applications[app_name].deployments
         result = {}
-        for name in STAGES:
+        for name in self.stages:
             d = deployments.get(name)
             running = int(d.replica_states.get(ReplicaState.RUNNING, 0)) if d else 0
             state = str(d.status.value) if d else "MISSING"

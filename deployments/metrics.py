@@ -28,6 +28,7 @@ RTF_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5]
 BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64]
 #: Ray's histogram boundaries must be positive: a request with no speech lands at or below 0.5.
 WINDOW_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+SPEAKER_BUCKETS = [1, 2, 3, 4, 5, 6, 8, 10, 20]
 RATIO_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 
@@ -120,8 +121,9 @@ class IngressMetrics:
         )
         self.fallbacks = postprocess_fallbacks()  # llm_unavailable: the ingress found no LLM to ask
 
-    def record_document(self, timings: StageTimings, duration_s: float) -> None:
-        for stage in ("preprocess", "asr", "postprocess", "total"):
+    def record_document(self, timings: StageTimings, duration_s: float, diarized: bool = False) -> None:
+        stages = ("preprocess", "asr", "diarization", "postprocess", "total")
+        for stage in stages if diarized else [s for s in stages if s != "diarization"]:
             self.stage_seconds.observe(getattr(timings, f"{stage}_s"), tags={"stage": stage})
         if duration_s > 0:
             self.real_time_factor.observe(timings.total_s / duration_s)
@@ -164,6 +166,22 @@ class AsrMetrics:
         self.batch_size.observe(len(window_seconds))
         if sum(window_seconds) > 0:
             self.audio_seconds.inc(sum(window_seconds))
+
+
+class DiarizationMetrics:
+    def __init__(self):
+        self.audio_seconds = audio_seconds()
+        self.audio_seconds.set_default_tags({"stage": "diarization"})
+        self.speakers = Histogram(
+            "speechgraph_speakers_per_file",
+            description="Speakers found in each diarized file.",
+            boundaries=SPEAKER_BUCKETS,
+        )
+        self.model_load_seconds = model_load_seconds("diarization")
+
+    def record_window(self, seconds: float) -> None:
+        if seconds > 0:
+            self.audio_seconds.inc(seconds)
 
 
 class PostprocessMetrics:

@@ -26,7 +26,7 @@ from pipeline.schemas import (
     Word,
 )
 
-ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 Granularity = Literal["word", "segment"]
 
 #: Media type of each text response format: OpenAI sends subtitles as plain text too.
@@ -94,6 +94,28 @@ class TranscriptionVerboseJson(_Postprocessed):
     usage: DurationUsage | None = None
 
 
+class DiarizedSegment(_Body):
+    """A segment with its speaker, in ``diarized_json``; also the stream event that carries it."""
+
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    speaker: str
+    """A letter (``A``, ``B``, ... in order of first appearance) or a known speaker's name."""
+    text: str
+
+
+class TranscriptionDiarized(_Postprocessed):
+    """``response_format=diarized_json`` (a diarizing model)."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegment]
+    usage: DurationUsage
+
+
 class TextDeltaEvent(_Body):
     """Stream event: the text of newly finished segments."""
 
@@ -142,6 +164,17 @@ def _dump(body: BaseModel) -> dict:
     return body.model_dump(mode="json", exclude_none=True)
 
 
+def diarized_segments(result: TranscriptionResult) -> list[DiarizedSegment]:
+    """The document's segments with their speakers (a segment in which no voice was found is put
+    with the first speaker: OpenAI's shape has a speaker on every segment)."""
+    return [
+        DiarizedSegment(
+            id=f"seg_{s.id}", start=s.start, end=s.end, speaker=s.speaker or "A", text=s.text.strip()
+        )
+        for s in result.segments
+    ]
+
+
 def verbose_segment(segment: Segment) -> VerboseSegment:
     return VerboseSegment.model_validate(segment.model_dump(exclude={"words", "window"}))
 
@@ -164,6 +197,16 @@ def render_openai(
     if response_format == "vtt":
         return to_vtt(result.segments)
     extra = _postprocessed(result, punctuate, summarize)
+    if response_format == "diarized_json":
+        return _dump(
+            TranscriptionDiarized(
+                duration=result.duration_s,
+                text=output_text(result),
+                segments=diarized_segments(result),
+                usage=_usage(result),
+                **extra,
+            )
+        )
     if response_format == "json":
         return _dump(
             TranscriptionJson(text=output_text(result), logprobs=logprobs, usage=_usage(result), **extra)

@@ -23,6 +23,7 @@ from deployments.openai_protocol import (
     ResponseFormat,
     TextDeltaEvent,
     TextDoneEvent,
+    diarized_segments,
     output_text,
     render_openai,
 )
@@ -81,10 +82,12 @@ async def document_events(events: AsyncGenerator[GraphEvent]) -> NamedEvents:
 
 
 async def openai_events(
-    events: AsyncGenerator[GraphEvent], *, punctuate: bool, summarize: bool
+    events: AsyncGenerator[GraphEvent], *, punctuate: bool, summarize: bool, diarized: bool = False
 ) -> NamedEvents:
     """A ``transcript.text.delta`` per finished segment, in order, then ``transcript.text.done``.
-    Segments finish a window at a time (one batched decode), and windows come in order."""
+    Segments finish a window at a time (one batched decode), and windows come in order. When
+    ``diarized``, each ``transcript.text.segment`` (with its speaker) comes before the done event:
+    speakers are known once the whole file is heard."""
     sent = False
     async with aclosing(events):
         async for event in events:
@@ -95,6 +98,8 @@ async def openai_events(
                         sent = True
                         yield "delta", TextDeltaEvent(delta=text)
             elif isinstance(event, TranscriptionResult):
+                for spoken in diarized_segments(event) if diarized else []:
+                    yield "segment", spoken
                 yield (
                     "done",
                     TextDoneEvent(

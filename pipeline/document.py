@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pipeline.schemas import (
     PostprocessResult,
     Segment,
+    SpeakerTalk,
     StageTimings,
     Task,
     TranscriptionResult,
@@ -39,6 +40,7 @@ def build_document(
     timings: StageTimings,
     models: dict[str, str],
     request_id: str | None = None,
+    speakers: list[SpeakerTalk] | None = None,
 ) -> TranscriptionResult:
     return TranscriptionResult(
         request_id=request_id,
@@ -52,4 +54,5 @@ def build_document(
         timings=timings,
         real_time_factor=round(timings.total_s / duration_s, 4) if duration_s > 0 else 0.0,
         models=models,
+        speakers=speakers,
     )

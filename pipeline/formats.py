@@ -1,4 +1,7 @@
-"""Transcript output formats: plain text, SubRip (SRT) and WebVTT."""
+"""Transcript output formats: plain text, SubRip (SRT) and WebVTT.
+
+A diarized segment carries its speaker: WebVTT's own voice span (``<v A>``), which players show
+as the speaker; SubRip has none, so the text starts with ``[A]``, the common convention."""
 
 from __future__ import annotations
 
@@ -17,15 +20,29 @@ def _timestamp(seconds: float, decimal: str) -> str:
 
 def to_srt(segments: Sequence[Segment]) -> str:
     cues = [
-        f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
+        f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{_srt_text(s)}\n"
         for i, s in enumerate(segments, start=1)
     ]
     return "\n".join(cues)
 
 
 def to_vtt(segments: Sequence[Segment]) -> str:
-    cues = [f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n" for s in segments]
+    cues = [f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{_vtt_text(s)}\n" for s in segments]
     return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def _srt_text(segment: Segment) -> str:
+    text = segment.text.strip()
+    return f"[{segment.speaker}] {text}" if segment.speaker else text
+
+
+def _vtt_text(segment: Segment) -> str:
+    text = segment.text.strip()
+    if not segment.speaker:
+        return text
+    # A voice annotation is a tag: no "<", ">" or line break may stand in the name.
+    speaker = " ".join(segment.speaker.replace("<", " ").replace(">", " ").split())
+    return f"<v {speaker}>{text}"
 
 
 def to_text(result: TranscriptionResult) -> str:

@@ -19,6 +19,8 @@ class Word(_Schema):
     word: str
     start: float
     end: float
+    speaker: str | None = None
+    """Who said it, when the transcript was diarized."""
 
 
 class Segment(_Schema):
@@ -48,6 +50,18 @@ class Segment(_Schema):
     """Words with their times (only when word timestamps were asked for)."""
     window: int = 0
     """Index of the audio window the segment came from."""
+    speaker: str | None = None
+    """Who said it (a letter, ``A`` first, or a known speaker's name), when the transcript was
+    diarized."""
+
+
+class SpeakerTurn(_Schema):
+    """A stretch of one speaker's speech, timed from the start of the file."""
+
+    start: float
+    end: float
+    speaker: str
+    """A letter (``A``, ``B``, ... in order of first appearance) or a known speaker's name."""
 
 
 class TokenLogprob(_Schema):
@@ -195,6 +209,9 @@ class StageTimings(_Schema):
     requests' windows batched with them (the service only)."""
     nodes: StageNodes = Field(default_factory=StageNodes)
     """Where each stage ran (the service only)."""
+    diarization_s: float = 0.0
+    """From the last window transcribed until the speakers were known (``diarize=true``): what
+    diarization adds to the wall time, since each window's embeddings are taken beside its ASR."""
 
 
 class ModelInfo(_Schema):
@@ -226,6 +243,31 @@ class ModelInfo(_Schema):
     """Windows that replica has run through Whisper since it started (ASR only)."""
 
 
+class SpeakerTalk(_Schema):
+    """One speaker of a diarized file."""
+
+    speaker: str
+    """A letter (``A``, ``B``, ...) or a known speaker's name, as on the segments."""
+    talk_s: float
+    """Seconds of speech."""
+    turns: int
+    """Turns taken."""
+
+
+class DiarizationResult(_Schema):
+    """Who spoke when in one audio file, without a transcript (``/v1/audio/diarization``)."""
+
+    request_id: str | None = None
+    duration_s: float
+    """Length of the decoded audio in seconds."""
+    turns: list[SpeakerTurn]
+    """Each speaker's stretches of speech, in order."""
+    speakers: list[SpeakerTalk]
+    """Who spoke, in order of first appearance, with their talk time."""
+    total_s: float
+    """Wall-clock seconds the request took."""
+
+
 class TranscriptionResult(_Schema):
     """The whole document for one audio file."""
 
@@ -244,3 +286,5 @@ class TranscriptionResult(_Schema):
     """Processing seconds per second of audio (lower is faster)."""
     models: dict[str, str]
     """Model name per stage."""
+    speakers: list[SpeakerTalk] | None = None
+    """Who spoke, in order of first appearance, with their talk time (``diarize=true`` only)."""

@@ -42,12 +42,15 @@ TEST_MAX_DURATION_S = 120
 TEST_MAX_UPLOAD_MB = 2
 
 
-def graph_args(asr_replicas: int | None = None) -> dict:
+def graph_args(asr_replicas: int | None = None, diarization: bool = False) -> dict:
     """The tiny config with the test limits; with ``asr_replicas``, that many ASR replicas (no
-    autoscaling) sharing ASR's half of the GPU."""
+    autoscaling) sharing ASR's half of the GPU. The diarization stage only with ``diarization``:
+    the modules that do not diarize start one process fewer."""
     args = tiny_app_args()
     args["audio"].update(max_duration_s=TEST_MAX_DURATION_S, max_upload_mb=TEST_MAX_UPLOAD_MB)
     d = args["deployments"]
+    if not diarization:
+        d.pop("diarization", None)
     d["asr"]["ray_actor_options"]["num_gpus"] = 0.5
     d["postprocess"]["ray_actor_options"]["num_gpus"] = 0.5
     if asr_replicas is not None:

@@ -99,7 +99,8 @@ def test_api_settings_reach_the_ingress_and_not_the_pipeline(tmp_path):
     args = tiny_app_args()
     args["api"] = {"model_aliases": ["whisper-1", "speech"], "max_prompt_chars": 100}
     args["realtime"] = {"idle_timeout_s": 5}
-    *_stages, settings, api, realtime = build_app(args)._bound_deployment.init_args
+    *_stages, settings, api, realtime, diarization = build_app(args)._bound_deployment.init_args
+    assert diarization is not None, "tiny.yaml deploys the diarization stage"
     assert api.model_aliases == ["whisper-1", "speech"] and api.max_prompt_chars == 100
     assert realtime.idle_timeout_s == 5
     assert not any(hasattr(settings, key) for key in ("api", "realtime", "deployments"))
@@ -108,6 +109,15 @@ def test_api_settings_reach_the_ingress_and_not_the_pipeline(tmp_path):
         yaml.safe_dump({"applications": [{"import_path": "deployments.app:build_app", "args": args}]})
     )
     assert load_pipeline_settings(path) == settings, "the CLI leaves out what only Serve reads"
+
+
+def test_the_diarization_stage_is_deployed_only_when_configured():
+    args = tiny_app_args()
+    del args["deployments"]["diarization"]
+    *_, diarization = build_app(args)._bound_deployment.init_args
+    assert diarization is None
+    assert "diarization" not in [s.stage for s in AppArgs.model_validate(args).gpu_stages()]
+    assert "diarization" in [s.stage for s in AppArgs.model_validate(tiny_app_args()).gpu_stages()]
 
 
 @pytest.mark.parametrize("config", [{}, {"applications": []}, {"applications": [{"args": [1]}]}])

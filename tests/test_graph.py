@@ -214,6 +214,18 @@ def test_asr_and_llm_share_one_logical_gpu_and_run_on_cpu(graph):
         assert s["replicas"] >= 1 and s["load_s"] >= 0
 
 
+@pytest.mark.parametrize(
+    "route,form", [("/v1/transcribe", {"diarize": "true"}), ("/v1/audio/diarization", {})]
+)
+def test_speakers_asked_of_a_service_without_the_diarization_stage_are_refused(graph, route, form):
+    jfk = {"file": ("jfk.wav", (SHARED_AUDIO / "jfk.wav").read_bytes())}
+    r = requests.post(f"{graph}{route}", files=jfk, data=form, timeout=60)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "diarization_not_deployed" and error["param"] == "diarize"
+    assert "deployments.diarization" in error["message"]
+
+
 def test_the_plan_streams_windows_as_views_of_the_object_store(graph):
     from deployments.audio_plan import Upload
 

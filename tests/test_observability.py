@@ -43,7 +43,7 @@ def metrics_port() -> int:
 
 @pytest.fixture(scope="module")
 def graph_with_metrics(metrics_port):
-    with serving(graph_args(), metrics_export_port=metrics_port) as url:
+    with serving(graph_args(diarization=True), metrics_export_port=metrics_port) as url:
         yield url
 
 
@@ -112,20 +112,21 @@ def scalar(result: list[dict]) -> float:
 
 @pytest.fixture(scope="module")
 def traffic(graph_with_metrics) -> dict:
-    """A few real requests, one after another: three clips of known duration (one summarized),
+    """A few real requests, one after another: three clips of known duration (one summarized, one
+    diarized),
     half a second of silence over the OpenAI route, and one bad upload (415). Returns the
     durations sent and the documents' speech windows."""
     url = graph_with_metrics
     sent, windows = [], 0
-    for name, summarize in [
-        ("jfk.flac", "true"),
-        ("librispeech-1995-1837-0001.wav", "false"),
-        ("jfk.wav", "false"),
+    for name, summarize, diarize in [
+        ("jfk.flac", "true", "false"),
+        ("librispeech-1995-1837-0001.wav", "false", "false"),
+        ("jfk.wav", "false", "true"),
     ]:
         r = requests.post(
             f"{url}/v1/transcribe",
             files={"file": (name, (SHARED_AUDIO / name).read_bytes())},
-            data={"summarize": summarize, "punctuate": "true"},
+            data={"summarize": summarize, "punctuate": "true", "diarize": diarize},
             timeout=120,
         )
         assert r.status_code == 200, r.text
@@ -245,8 +246,15 @@ def test_histograms_have_plausible_values(prometheus, traffic):
         prometheus, "sum by (direction) (ray_speechgraph_llm_tokens_total)", lambda r: len(r) == 2
     )
     assert all(float(x["value"][1]) > 0 for x in tokens)
-    loads = wait_for(prometheus, "ray_speechgraph_model_load_seconds", lambda r: len(r) >= 2)
-    assert {x["metric"]["stage"] for x in loads} >= {"asr", "postprocess"}
+    loads = wait_for(prometheus, "ray_speechgraph_model_load_seconds", lambda r: len(r) >= 3)
+    assert {x["metric"]["stage"] for x in loads} >= {"asr", "postprocess", "diarization"}
+    # The one diarized file: one speaker (Kennedy), its seconds embedded, its diarization timed.
+    wait_for(prometheus, "sum(ray_speechgraph_speakers_per_file_count)", lambda r: scalar(r) == 1)
+    wait_for(prometheus, 'sum(ray_speechgraph_speakers_per_file_bucket{le="1.0"})', lambda r: scalar(r) == 1)
+    diarized = 'sum(ray_speechgraph_stage_seconds_count{stage="diarization"})'
+    wait_for(prometheus, diarized, lambda r: scalar(r) == 1)
+    embedded = 'sum(ray_speechgraph_audio_seconds_total{stage="diarization"})'
+    wait_for(prometheus, embedded, lambda r: 0 < scalar(r) <= traffic["durations"][2] + 0.01)
     received = scalar(
         wait_for(prometheus, "sum(ray_speechgraph_received_bytes_total)", lambda r: scalar(r) > 0)
     )

@@ -457,8 +457,13 @@ def test_a_client_sending_faster_than_served_and_never_reading_is_bounded(graph,
         f"{ingress.heap_growth / 2**20:.0f} MiB, proxy {proxy_memory.heap_growth / 2**20:.0f} MiB"
     )
     # The session ends with the error and 1008 (seen in the ingress's log within 2 s); the client,
-    # still flooding and not reading, may instead see Serve's proxy drop the connection (1006).
-    assert (code, error) in ((1008, "input_audio_buffer_full"), (1006, "")), (code, error)
+    # still flooding and not reading, may instead see Serve's proxy drop the connection (1006),
+    # with or without the error relayed before the drop. Never any other error or close.
+    assert (code, error) in (
+        (1008, "input_audio_buffer_full"),
+        (1006, "input_audio_buffer_full"),
+        (1006, ""),
+    ), (code, error)
     assert sent > 240, "the client got more than twice the limit out before the session ended"
     # 120 s of audio is 5.8 MB as PCM16 (7.7 MB as base64 text, 7.7 MB as 16 kHz floats).
     assert ingress.heap_growth < 100 * 2**20, ingress.heap_growth / 2**20

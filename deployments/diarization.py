@@ -1,0 +1,118 @@
+"""Diarization stage: speaker embeddings of each window, and a file's speakers from all of them.
+
+Two calls per file, so that the stage runs beside ASR rather than after it. ``embed`` takes one window's
+samples, the same ones its ASR call takes, as soon as the window is planned: a long file's windows
+fan out over the stage's replicas like ASR's do. Silero finds the speech inside the window first,
+so the pauses a window spans are not taken for a voice. ``cluster`` runs once per file, on every
+window's embeddings (a few kilobytes per second of speech), since speakers are only speakers
+across the whole file. A third, ``voice_print``, takes a known speaker's reference clip
+(``deployments.known_speakers``), whose print then names the speaker it matches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+from ray import serve
+
+from deployments.known_speakers import REFERENCE_S, BadReference
+from deployments.metrics import DiarizationMetrics
+from deployments.stage import StageReplica
+from pipeline.audio import SAMPLE_RATE, decode_audio
+from pipeline.devices import resolve_device
+from pipeline.diarization import (
+    Diarization,
+    DiarizationOptions,
+    SpeakerCount,
+    SpeakerEmbedding,
+    diarize,
+    name_speakers,
+)
+from pipeline.errors import AudioError
+from pipeline.schemas import ModelInfo
+from pipeline.settings import AudioSettings, DiarizationSettings
+from pipeline.speaker_encoder import SpeakerEncoder
+from pipeline.vad import SpeechDetector
+from pipeline.windows import Window
+
+
+@serve.deployment(name="diarization")
+class DiarizationDeployment(StageReplica):
+    def __init__(self, settings: DiarizationSettings, audio: AudioSettings):
+        super().__init__("diarization")
+        started = time.perf_counter()
+        self.device = str(resolve_device(settings.device))
+        self.encoder = SpeakerEncoder(self.device)
+        self.detector = SpeechDetector(audio)
+        self.load_s = time.perf_counter() - started
+        self.metrics = DiarizationMetrics()
+        self.metrics.model_load_seconds.set(self.load_s)
+        self.options = DiarizationOptions(
+            threshold=settings.count_threshold, min_speaker_windows=settings.min_speaker_windows
+        )
+        self.known_speaker_similarity = settings.known_speaker_similarity
+        self.warm_up()
+
+    def probe_model(self) -> None:
+        """Two seconds of faint noise through the encoder: a window's path, but for the VAD."""
+        noise = np.random.default_rng(0).normal(0, 0.003, 32000).astype(np.float32)
+        self.encoder.embed_window(noise)
+
+    async def embed(self, audio: np.ndarray, window: Window) -> list[SpeakerEmbedding]:
+        """Voice prints of the speech in one window, timed from the start of its file."""
+        embeddings = await asyncio.to_thread(self._embed, audio, window)
+        self.metrics.record_window(window.duration_s)
+        self.probe.answered()
+        return embeddings
+
+    def _embed(self, audio: np.ndarray, window: Window) -> list[SpeakerEmbedding]:
+        rate = window.sample_rate
+        speech = [
+            (window.start_s + a / rate, window.start_s + b / rate)
+            for a, b in self.detector.speech_spans(audio)
+        ]
+        return self.encoder.embed_window(audio, window.start_s, speech)
+
+    async def cluster(
+        self,
+        embeddings: list[SpeakerEmbedding],
+        count: SpeakerCount,
+        known: dict[str, np.ndarray] | None = None,
+    ) -> Diarization:
+        """The file's speaker turns and voice prints from all its windows' embeddings; speakers
+        whose voice matches a ``known`` speaker's print take that name."""
+        diarization = await asyncio.to_thread(diarize, embeddings, count, self.options)
+        if known:
+            diarization = name_speakers(diarization, known, self.known_speaker_similarity)
+        self.metrics.speakers.observe(len(diarization.speakers))
+        return diarization
+
+    async def voice_print(self, name: str, data: bytes) -> np.ndarray | BadReference:
+        """A known speaker's voice print from their reference clip (any audio format)."""
+        return await asyncio.to_thread(self._voice_print, name, data)
+
+    def _voice_print(self, name: str, data: bytes) -> np.ndarray | BadReference:
+        shortest, longest = REFERENCE_S
+        try:
+            audio = decode_audio(data, max_duration_s=longest + 0.5)
+        except AudioError as exc:
+            return BadReference(f"The reference for {name!r} is not usable audio: {exc}")
+        seconds = audio.size / SAMPLE_RATE
+        if not shortest <= seconds <= longest + 0.5:
+            return BadReference(
+                f"The reference for {name!r} is {seconds:.1f} s long; send {shortest:g} to {longest:g} s "
+                "of the speaker alone."
+            )
+        return self.encoder.embed_reference(audio)
+
+    def loaded_model_info(self) -> ModelInfo:
+        return ModelInfo(
+            stage="diarization",
+            model="resemblyzer-ge2e",
+            backend="torch",
+            device=self.device,
+            dtype="float32",
+            load_s=self.load_s,
+        )
