@@ -101,6 +101,11 @@ class DiarizationOptions:
     """A turn shorter than this joins the turn next to it (when it has one)."""
     merge_gap_s: float = 0.3
     """Two turns of one speaker with a pause shorter than this are one turn."""
+    max_clustered: int = 2000
+    """Most embeddings clustered at once (about 13 minutes of speech): a longer file's are
+    clustered on an even subsample in time order, and every embedding then votes by its likeness
+    to the voices found. Spectral clustering's memory grows with the square of the count and its
+    time with the cube: an hour's 9,000 took minutes and 2 GB before this cap."""
 
 
 @dataclass(frozen=True)
@@ -246,9 +251,12 @@ def diarize(
     if not embeddings:
         return Diarization([])
     vectors = _unit(np.stack([e.vector for e in embeddings]).astype(np.float64))
-    labels = cluster_embeddings(vectors, count, options.threshold, options.min_speaker_windows)
+    step = -(-len(vectors) // options.max_clustered)  # 1 up to the cap
+    clustered = vectors[::step]
+    min_windows = max(1, -(-options.min_speaker_windows // step))
+    labels = cluster_embeddings(clustered, count, options.threshold, min_windows)
     speakers = int(labels.max()) + 1
-    voices = _unit(np.stack([vectors[labels == k].mean(axis=0) for k in range(speakers)]))
+    voices = _unit(np.stack([clustered[labels == k].mean(axis=0) for k in range(speakers)]))
 
     frame = options.frame_s
     origin = embeddings[0].start_s

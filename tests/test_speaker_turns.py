@@ -194,3 +194,27 @@ def test_subtitles_carry_the_speaker_as_players_read_it():
     assert [c.text for c in cues] == ["Hello there.", "Hi.", "Plain."]
     subtitles = list(srt.parse(to_srt(segments)))
     assert [s.content for s in subtitles] == ["[A] Hello there.", "[Linda <B>] Hi.", "Plain."]
+
+
+def test_an_hour_of_embeddings_is_clustered_on_a_subsample_and_every_window_votes(monkeypatch):
+    import pipeline.diarization as diarization
+
+    clustered = []
+    real = diarization.cluster_embeddings
+
+    def recording(vectors, *args):
+        clustered.append(len(vectors))
+        return real(vectors, *args)
+
+    monkeypatch.setattr(diarization, "cluster_embeddings", recording)
+    # An hour of speech, three voices taking 40 s turns in rotation: 9,000 embeddings.
+    plan = [(t, t + 40.0, (5, 9, 13)[i % 3]) for i, t in enumerate(np.arange(0.0, 3600.0, 40.0))]
+    embeddings = _windows(plan)
+    assert len(embeddings) > 8000
+    found = diarize(embeddings)
+    # Spectral clustering of all 9,000 took minutes and 2 GB: a subsample of at most 2,000 is
+    # clustered, and every embedding votes, so turns keep their full resolution.
+    assert clustered == [len(embeddings[:: -(-len(embeddings) // 2000)])] and clustered[0] <= 2000
+    assert found.speakers == ["A", "B", "C"]
+    assert [t.speaker for t in found.turns] == ["A", "B", "C"] * 30
+    assert all(abs(t.start - 40.0 * i) < 0.5 for i, t in enumerate(found.turns))
