@@ -1,12 +1,14 @@
 """Diarization stage: speaker embeddings of each window, and a file's speakers from all of them.
 
-Two calls per file, so that the stage runs beside ASR rather than after it. ``embed`` takes one window's
-samples, the same ones its ASR call takes, as soon as the window is planned: a long file's windows
-fan out over the stage's replicas like ASR's do. Silero finds the speech inside the window first,
-so the pauses a window spans are not taken for a voice. ``cluster`` runs once per file, on every
-window's embeddings (a few kilobytes per second of speech), since speakers are only speakers
-across the whole file. A third, ``voice_print``, takes a known speaker's reference clip
-(``deployments.known_speakers``), whose print then names the speaker it matches.
+Two calls per file, so that the stage runs beside ASR rather than after it. ``embed`` takes one
+window's samples, the same ones its ASR call takes, as soon as the window is planned: a long
+file's windows fan out over the stage's replicas like ASR's do. Silero finds the speech inside the
+window first, with a shorter pause than the transcription's (``min_pause_s``), so that neither
+the pauses a window spans nor two people's turns around a short pause are taken for a voice.
+``cluster`` runs once per file, on every window's embeddings (a few kilobytes per second of
+speech), since speakers are only speakers across the whole file. A third, ``voice_print``, takes
+a known speaker's reference clip (``deployments.known_speakers``), whose print then names the
+speaker it matches.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class DiarizationDeployment(StageReplica):
         self.device = str(resolve_device(settings.device))
         self.encoder = SpeakerEncoder(self.device)
         self.detector = SpeechDetector(audio)
+        self.vad = audio.vad_options().model_copy(update={"min_silence_s": settings.min_pause_s})
         self.load_s = time.perf_counter() - started
         self.metrics = DiarizationMetrics()
         self.metrics.model_load_seconds.set(self.load_s)
@@ -71,7 +74,7 @@ class DiarizationDeployment(StageReplica):
         rate = window.sample_rate
         speech = [
             (window.start_s + a / rate, window.start_s + b / rate)
-            for a, b in self.detector.speech_spans(audio)
+            for a, b in self.detector.speech_spans(audio, self.vad)
         ]
         return self.encoder.embed_window(audio, window.start_s, speech)
 

@@ -196,6 +196,13 @@ class DiarizationSettings(_Settings):
     """Fewest 1.6 s embedding windows (0.4 s apart) a speaker found from the data needs: about
     3 s of speech. A speaker heard less is found only when the request gives the count."""
 
+    min_pause_s: float = Field(0.1, ge=0, le=10)
+    """Shortest pause that ends a stretch of speech for the voice prints (Silero's
+    ``min_silence_s`` inside each window): an embedding window never spans such a pause, so it
+    rarely holds two people, who often change over with a short pause. On a 15-minute, 4-speaker
+    conversation with 0.4 s changeovers, the transcription VAD's 0.5 s let mixed windows pass
+    for 5 more speakers (DER 45%); 0.1 s found 5 (DER 15%)."""
+
     known_speaker_similarity: float = Field(0.75, ge=-1, le=1)
     """Least cosine similarity between a known speaker's reference and a speaker found for the
     name to be given; a speaker like no reference keeps its letter. On the shared recordings two
