@@ -83,7 +83,7 @@ class TranscriptionRequest:
 
 
 class TranscriptionGraph:
-    """The three stages composed for one request at a time (many requests run at once)."""
+    """The stages composed for one request at a time (many requests run at once)."""
 
     def __init__(
         self,
