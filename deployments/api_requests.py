@@ -57,10 +57,20 @@ class _SpeakerCountForm(_Form):
     """With diarization: at least this many speakers (1 to 20)."""
     max_speakers: int | None = None
     """With diarization: at most this many speakers (1 to 20)."""
+    multichannel: bool = False
+    """With diarization: one speaker per channel of the recording (a call recorded in stereo; A
+    is the first, usually left, channel) instead of speakers told apart by voice."""
 
     @model_validator(mode="after")
     def _speaker_count_is_possible(self) -> "_SpeakerCountForm":
         SpeakerCount(**self._counts())
+        given = [name for name, value in self._counts().items() if value is not None]
+        if self.multichannel and given:
+            raise InvalidParameter(
+                f"{given[0]} does not apply with multichannel=true: each channel is one speaker. "
+                f"Leave out {given[0]}, or multichannel to find the speakers by voice.",
+                given[0],
+            )
         return self
 
     def _counts(self) -> dict[str, int | None]:
@@ -107,6 +117,7 @@ class TranscribeForm(_SpeakerCountForm):
         """How many speakers to find; None without diarize."""
         if not self.diarize:
             given = [name for name, value in self._counts().items() if value is not None]
+            given += ["multichannel"] if self.multichannel else []
             if given:
                 raise InvalidParameter(f"{given[0]} needs diarize=true; send both, or neither.", given[0])
             return None

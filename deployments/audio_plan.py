@@ -111,6 +111,8 @@ class AudioProbe:
     """As declared; None when the container does not say."""
     seekable: bool
     """Seeking lands on the exact sample (wav, flac): chunks can be decoded apart."""
+    channels: int = 1
+    """The audio stream's channel count (the windows are their mix)."""
 
     def chunked(self, settings: AudioSettings) -> bool:
         """Whether the file is cut into chunks across replicas: VAD on, seekable, and longer than

@@ -8,7 +8,9 @@ the pauses a window spans nor two people's turns around a short pause are taken 
 ``cluster`` runs once per file, on every window's embeddings (a few kilobytes per second of
 speech), since speakers are only speakers across the whole file. A third, ``voice_print``, takes
 a known speaker's reference clip (``deployments.known_speakers``), whose print then names the
-speaker it matches.
+speaker it matches. A fourth, ``channel_turns``, diarizes a recording with a channel per speaker
+(``multichannel``) from the upload itself, since the windows are a mix of the channels: one call
+per file, beside the whole transcription (``pipeline.channel_speakers``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import time
 import numpy as np
 from ray import serve
 
+from deployments.audio_plan import Rejected, Upload
 from deployments.known_speakers import REFERENCE_S, BadReference
 from deployments.metrics import DiarizationMetrics
 from deployments.stage import StageReplica
+from pipeline import channel_speakers
 from pipeline.audio import SAMPLE_RATE, decode_audio
 from pipeline.devices import resolve_device
 from pipeline.diarization import (
@@ -48,6 +52,7 @@ class DiarizationDeployment(StageReplica):
         self.device = str(resolve_device(settings.device))
         self.encoder = SpeakerEncoder(self.device)
         self.detector = SpeechDetector(audio)
+        self.max_duration_s = audio.max_duration_s
         self.vad = audio.vad_options().model_copy(update={"min_silence_s": settings.min_pause_s})
         self.load_s = time.perf_counter() - started
         self.metrics = DiarizationMetrics()
@@ -90,6 +95,24 @@ class DiarizationDeployment(StageReplica):
         if known:
             diarization = name_speakers(diarization, known, self.known_speaker_similarity)
         self.metrics.speakers.observe(len(diarization.speakers))
+        return diarization
+
+    async def channel_turns(self, upload: Upload) -> Diarization | Rejected:
+        """The turns of a recording with one speaker per channel; a file that is not one (mono,
+        undecodable) is answered, not raised: it is the client's, not a replica failure."""
+        try:
+            turns = await asyncio.to_thread(
+                channel_speakers.channel_turns,
+                upload.open(),
+                self.detector,
+                self.vad,
+                max_duration_s=self.max_duration_s,
+            )
+        except AudioError as exc:
+            return Rejected(exc)
+        diarization = Diarization(turns)
+        self.metrics.speakers.observe(len(diarization.speakers))
+        self.probe.answered()
         return diarization
 
     async def voice_print(self, name: str, data: bytes) -> np.ndarray | BadReference:

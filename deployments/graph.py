@@ -32,12 +32,12 @@ from deployments.audio_parts import AudioParts, PlannedAudio, PlanProgress
 from deployments.audio_plan import AudioPart, Upload
 from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.protocol import WindowProgress
-from deployments.speaker_branch import SpeakerBranch
+from deployments.speaker_branch import ChannelBranch, SpeakerBranch, speaker_branch
 from deployments.stage_calls import once_more_if_replica_died, stage_errors
 from pipeline.decoding import DecodeOptions
-from pipeline.diarization import SpeakerCount
+from pipeline.diarization import MAX_SPEAKERS, SpeakerCount
 from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
-from pipeline.errors import InvalidParameter
+from pipeline.errors import ChannelCountError, InvalidParameter
 from pipeline.schemas import (
     PostprocessResult,
     StageNodes,
@@ -52,6 +52,9 @@ from pipeline.windows import Window
 log = logging.getLogger("ray.serve")
 
 UPLOAD_CHUNK_BYTES = 4 << 20
+
+Speakers = SpeakerBranch | ChannelBranch
+"""A request's diarization branch: speakers by voice, or by channel."""
 
 GraphEvent = WindowProgress | WindowTranscript | TranscriptionResult
 """What :meth:`TranscriptionGraph.run` yields; the last event is always the document."""
@@ -80,6 +83,8 @@ class TranscriptionRequest:
     """Find who spoke, with this many speakers; None: no diarization."""
     known_voices: Mapping[str, np.ndarray] | None = None
     """Known speakers' voice prints by name, to name the speakers found (with ``speakers``)."""
+    speakers_by_channel: bool = False
+    """With ``speakers``: one speaker per channel of the recording, not told apart by voice."""
 
 
 class TranscriptionGraph:
@@ -122,14 +127,20 @@ class TranscriptionGraph:
             )
         return Upload(chunks=chunks, size=size)
 
-    async def plan(self, upload: Upload, vad: VadOptions | None = None) -> PlannedAudio:
-        """Probe the upload and plan its first windows (the rest come while ASR runs)."""
+    async def plan(
+        self, upload: Upload, vad: VadOptions | None = None, *, by_channel: bool = False
+    ) -> PlannedAudio:
+        """Probe the upload and plan its first windows (the rest come while ASR runs); with
+        ``by_channel`` (speakers by channel), a file without a channel per speaker is refused
+        here, before any of it is transcribed."""
         started = time.perf_counter()
         with stage_errors():
             parts = AudioParts(self.preprocess, self.settings.audio, upload, vad)
             rest = parts.stream()
             try:
                 first = await anext(rest)
+                if by_channel and parts.probe is not None:
+                    ChannelCountError.check(parts.probe.channels, MAX_SPEAKERS)
             except BaseException:
                 await rest.aclose()
                 parts.cancel()
@@ -143,7 +154,13 @@ class TranscriptionGraph:
         """Progress and windows as they finish, then the document."""
         windows: list[WindowTranscript] = []
         speakers = (
-            SpeakerBranch(self.diarization, request.speakers, request.known_voices)
+            speaker_branch(
+                self.diarization,
+                audio.parts.upload,
+                request.speakers,
+                request.known_voices,
+                request.speakers_by_channel,
+            )
             if request.speakers
             else None
         )
@@ -163,7 +180,7 @@ class TranscriptionGraph:
                 speakers.cancel()
 
     async def _windows(
-        self, audio: PlannedAudio, request: TranscriptionRequest, speakers: SpeakerBranch | None
+        self, audio: PlannedAudio, request: TranscriptionRequest, speakers: Speakers | None
     ) -> AsyncGenerator[WindowProgress | WindowTranscript, None]:
         """A progress event after each window that finishes, in whatever order they finish, and
         after each part planned; the windows themselves in order, each as soon as it and all
@@ -229,7 +246,7 @@ class TranscriptionGraph:
         audio: PlannedAudio,
         transcripts: list[WindowTranscript],
         request: TranscriptionRequest,
-        speakers: SpeakerBranch | None,
+        speakers: Speakers | None,
     ) -> TranscriptionResult:
         segments = stitch_segments(transcripts)
         transcribed = time.perf_counter()

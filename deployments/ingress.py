@@ -138,6 +138,7 @@ class IngressDeployment:
             form.summarize,
             request_id(),
             speakers=self._speakers(form.speaker_count()),
+            speakers_by_channel=form.multichannel,
         )
         events = self._run(await self._audio(form, request), request)
         if form.stream:
@@ -220,9 +221,19 @@ class IngressDeployment:
     async def diarization(self, form: Annotated[DiarizationForm, MULTIPART]) -> Any:
         count = form.speaker_count()
         self._speakers(count)
-        request = TranscriptionRequest(None, DecodeOptions(), False, False, request_id(), speakers=count)
+        request = TranscriptionRequest(
+            None,
+            DecodeOptions(),
+            False,
+            False,
+            request_id(),
+            speakers=count,
+            speakers_by_channel=form.multichannel,
+        )
         audio = await self._audio(form, request)
-        result = await diarize_audio(self.stages["diarization"], audio, count, request.request_id)
+        result = await diarize_audio(
+            self.stages["diarization"], audio, count, request.request_id, by_channel=form.multichannel
+        )
         note_request(audio_s=result.duration_s, speakers=len(result.speakers))
         if form.response_format == "rttm":
             file_id = Path(form.audio_file().filename or "audio").stem or "audio"
@@ -256,7 +267,7 @@ class IngressDeployment:
     ) -> PlannedAudio:
         upload = await self.graph.upload(form.audio_file())
         self.metrics.received_bytes.inc(upload.size)
-        return await self.graph.plan(upload, request.vad)
+        return await self.graph.plan(upload, request.vad, by_channel=request.speakers_by_channel)
 
     async def _run(self, audio: PlannedAudio, request: TranscriptionRequest) -> AsyncGenerator[GraphEvent]:
         """The graph's events; the document is counted in the metrics and the request's log line."""

@@ -93,7 +93,7 @@ class PreprocessDeployment(StageReplica):
             log.info("rejected upload (%d bytes): %s", upload.size, exc.code)
             yield Rejected(exc)
             return
-        probe = AudioProbe(duration_s=info.duration_s, seekable=info.seekable)
+        probe = AudioProbe(duration_s=info.duration_s, seekable=info.seekable, channels=info.channels)
         yield probe
         if probe.chunked(s):
             return

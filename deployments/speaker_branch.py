@@ -4,6 +4,8 @@ Each window's samples go to the diarization stage (``embed``) as soon as its par
 same moment they go to ASR, so the two stages work on a file at once and diarization adds only
 its clustering to the wall time. Once every window is transcribed and embedded, the embeddings
 go to one ``cluster`` call, and the segments get their speakers (``pipeline.speaker_assignment``).
+A recording with a speaker per channel (``multichannel``) takes a :class:`ChannelBranch` instead:
+one call on the upload itself, made when the request starts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from deployments.audio_parts import PlannedAudio
+from deployments.audio_plan import Rejected, Upload
 from deployments.known_speakers import REFERENCES, BadReference
 from deployments.stage_calls import once_more_if_replica_died, stage_errors
 from pipeline.diarization import Diarization, SpeakerCount, SpeakerEmbedding
@@ -67,11 +70,45 @@ class SpeakerBranch:
                 response.cancel()
 
 
+class ChannelBranch:
+    """The turns of a recording with one speaker per channel: one call on the upload, asked for
+    at once (it needs no windows), answered while the transcription runs."""
+
+    def __init__(self, stage: Any, upload: Upload):
+        self.responses: list = []
+        call = once_more_if_replica_died(
+            functools.partial(stage.channel_turns.remote, upload), "the speakers by channel", self.responses
+        )
+        self._turns = asyncio.ensure_future(call)
+
+    def add(self, audio: np.ndarray, window: Window) -> None:
+        """Nothing to do per window: the channels are read from the upload."""
+
+    async def speakers(self) -> Diarization:
+        answer: Diarization | Rejected = await self._turns
+        if isinstance(answer, Rejected):
+            raise answer.error
+        return answer
+
+    def cancel(self) -> None:
+        self._turns.cancel()
+        for response in self.responses:
+            with suppress(Exception):
+                response.cancel()
+
+
+def speaker_branch(
+    stage: Any, upload: Upload, count: SpeakerCount, known: Mapping[str, np.ndarray] | None, by_channel: bool
+) -> SpeakerBranch | ChannelBranch:
+    """The branch a request asks for: speakers told apart by channel, or by voice."""
+    return ChannelBranch(stage, upload) if by_channel else SpeakerBranch(stage, count, known)
+
+
 async def diarize_audio(
-    stage: Any, audio: PlannedAudio, count: SpeakerCount, request_id: str | None
+    stage: Any, audio: PlannedAudio, count: SpeakerCount, request_id: str | None, by_channel: bool = False
 ) -> DiarizationResult:
     """Who spoke when in a planned upload, without a transcript: the branch alone."""
-    speakers = SpeakerBranch(stage, count)
+    speakers = speaker_branch(stage, audio.parts.upload, count, None, by_channel)
     try:
         with stage_errors():
             async for part in audio.all_parts():

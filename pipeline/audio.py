@@ -168,6 +168,17 @@ class _Decoder(contextlib.AbstractContextManager):
         Every channel is resampled, then they are averaged: FFmpeg's own stereo->mono matrix adds
         the channels at -3 dB each, which makes identical channels 1.41x louder and can clip.
         """
+        for channels in self.planar(frames, sample_rate):
+            yield channels[0] if channels.shape[0] == 1 else channels.mean(axis=0, dtype=np.float32)
+
+    @property
+    def channels(self) -> int:
+        """The stream's channel count."""
+        return int(self.stream.codec_context.channels)
+
+    def planar(self, frames: Iterable[av.AudioFrame], sample_rate: int) -> Generator[np.ndarray]:
+        """``frames`` through one resampler to ``sample_rate``, each output frame as float32 of
+        shape (channels, samples)."""
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         produced = False
         try:
@@ -175,7 +186,7 @@ class _Decoder(contextlib.AbstractContextManager):
                 for out in resampler.resample(frame):
                     channels = out.to_ndarray()
                     produced = produced or channels.shape[1] > 0
-                    yield channels[0] if channels.shape[0] == 1 else channels.mean(axis=0, dtype=np.float32)
+                    yield channels
         except av.FFmpegError as exc:
             if produced or not self.guessed:
                 raise UndecodableAudio(

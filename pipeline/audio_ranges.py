@@ -66,6 +66,8 @@ class AudioInfo:
     seekable: bool
     #: FFmpeg's name of the container format ("wav", "flac", "mp3", "mov,mp4,m4a,3gp,3g2,mj2", ...).
     format: str
+    #: The audio stream's channel count.
+    channels: int = 1
 
 
 def probe_audio(source: Source, *, max_duration_s: float) -> AudioInfo:
@@ -83,7 +85,7 @@ def probe_audio(source: Source, *, max_duration_s: float) -> AudioInfo:
             duration = decoder.container.duration / av.time_base
             if duration > max_duration_s + 1.0:
                 raise AudioTooLong(_too_long(duration, max_duration_s))
-        return AudioInfo(duration, _seeks_exactly(decoder), decoder.container.format.name)
+        return AudioInfo(duration, _seeks_exactly(decoder), decoder.container.format.name, decoder.channels)
 
 
 def decode_range(

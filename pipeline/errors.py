@@ -61,5 +61,24 @@ class UndecodableAudio(AudioError):
     code = "undecodable_audio"
 
 
+class ChannelCountError(AudioError):
+    """Diarization by channel (``multichannel``) of a file without a channel per speaker."""
+
+    code = "wrong_channel_count"
+    param = "multichannel"
+
+    @classmethod
+    def check(cls, channels: int, most: int) -> None:
+        """Raise unless a file with ``channels`` channels can have a speaker on each (2..``most``)."""
+        if channels < 2:
+            raise cls(
+                f"The file has {channels} audio channel; multichannel=true takes one channel per "
+                "speaker (a stereo call recording). Leave multichannel out to tell speakers apart "
+                "by voice."
+            )
+        if channels > most:
+            raise cls(f"The file has {channels} audio channels; multichannel=true takes at most {most}.")
+
+
 class AudioTooLong(AudioError):
     code = "audio_too_long"

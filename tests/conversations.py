@@ -78,3 +78,31 @@ def conversation(turns: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, list[
 def round_robin(recordings, detector, names: list[str], parts: int):
     pieces = {name: speech_pieces(recordings[name], detector, parts) for name in names}
     return conversation([(name, pieces[name][i]) for i in range(parts) for name in names])
+
+
+def stereo_call(recordings, detector, names: tuple[str, str], parts: int = 3):
+    """A call recorded in stereo: each person's pieces in turn on their own channel (the first
+    name's on the first), silence on the other; (2, n) samples and the known turns."""
+    pieces = {name: speech_pieces(recordings[name], detector, parts) for name in names}
+    gap = np.zeros(round(GAP_S * SR), np.float32)
+    channels: list[list[np.ndarray]] = [[gap], [gap]]
+    reference, t = [], GAP_S
+    for i in range(parts):
+        for c, name in enumerate(names):
+            piece = pieces[name][i]
+            reference.append(SpeakerTurn(start=t, end=t + piece.size / SR, speaker=name))
+            channels[c] += [piece, gap]
+            channels[1 - c] += [np.zeros(piece.size, np.float32), gap]
+            t += (piece.size + gap.size) / SR
+    return np.stack([np.concatenate(c) for c in channels]), reference
+
+
+def stereo_file(samples: np.ndarray, fmt: str = "WAV") -> bytes:
+    """(channels, n) float32 samples at 16 kHz as a file (soundfile's ``fmt``)."""
+    import io
+
+    import soundfile
+
+    out = io.BytesIO()
+    soundfile.write(out, samples.T, SR, format=fmt, subtype="FLOAT" if fmt == "WAV" else None)
+    return out.getvalue()

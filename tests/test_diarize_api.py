@@ -12,7 +12,7 @@ import pytest
 import requests
 from audio_files import encode
 from conftest import graph_args, serving
-from conversations import FIXTURES, der, load_recordings, round_robin
+from conversations import FIXTURES, der, load_recordings, round_robin, stereo_call, stereo_file
 
 from pipeline.rttm import read_rttm
 from pipeline.settings import AudioSettings
@@ -100,6 +100,9 @@ def test_the_transcript_carries_speakers_and_their_talk_time(diarizing_graph):
         ("/v1/audio/diarization", {"max_speakers": "21"}, "max_speakers"),
         ("/v1/audio/diarization", {"num_speakers": "4", "max_speakers": "2"}, "num_speakers"),
         ("/v1/audio/diarization", {"response_format": "xml"}, "response_format"),
+        ("/v1/transcribe", {"multichannel": "true"}, "multichannel"),
+        ("/v1/transcribe", {"diarize": "true", "multichannel": "true", "num_speakers": "2"}, "num_speakers"),
+        ("/v1/audio/diarization", {"multichannel": "true"}, "multichannel"),
     ],
 )
 def test_impossible_speaker_counts_are_refused_naming_the_parameter(diarizing_graph, route, form, param):
@@ -112,6 +115,37 @@ def test_impossible_speaker_counts_are_refused_naming_the_parameter(diarizing_gr
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["param"] == param and param in error["message"]
+
+
+def test_a_stereo_call_gets_a_speaker_per_channel(diarizing_graph):
+    """``multichannel``: speakers by channel, through both routes; on the transcript the segments
+    of each channel's turns get its speaker."""
+    names = ("kennedy", "libri1995")
+    samples, reference = stereo_call(load_recordings(), SpeechDetector(AudioSettings()), names)
+    data = stereo_file(samples, "FLAC")
+    rttm = speaker_turns(diarizing_graph, data, "call.flac", multichannel="true")
+    found = read_rttm(rttm)["call"]
+    assert [t.speaker for t in found[:2]] == ["A", "B"], "A is the first channel"
+    letters = {"A": names[0], "B": names[1]}
+    named = [t.model_copy(update={"speaker": letters[t.speaker]}) for t in found]
+    error = der(reference, named)
+    print(f"stereo call by channel through the graph: DER {error:.3f}")
+    assert error <= 0.08
+    r = requests.post(
+        f"{diarizing_graph}/v1/transcribe",
+        files={"file": ("call.flac", data)},
+        data={"diarize": "true", "multichannel": "true", "punctuate": "false", "summarize": "false"},
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert [s["speaker"] for s in doc["speakers"]] == ["A", "B"]
+    for segment in doc["segments"]:
+        heard = dict.fromkeys(names, 0.0)
+        for t in reference:
+            heard[t.speaker] += max(0.0, min(t.end, segment["end"]) - max(t.start, segment["start"]))
+        if max(heard.values()) > 1.0:
+            assert letters[segment["speaker"]] == max(heard, key=heard.__getitem__), (segment, heard)
 
 
 # --- OpenAI's diarizing model, through the official client ---------------------------------------

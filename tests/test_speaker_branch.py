@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from test_orchestration import FakeAsr, FakeMethod, FakePreprocess, events_of, make_graph, part, request, run
 
+from deployments.audio_plan import AudioProbe, Rejected, Upload
 from deployments.graph import TranscriptionRequest
 from deployments.speaker_branch import diarize_audio
 from pipeline.diarization import Diarization, SpeakerCount, SpeakerEmbedding
+from pipeline.errors import ChannelCountError, UndecodableAudio
 from pipeline.schemas import SpeakerTurn, WindowTranscript
 
 TURNS = [SpeakerTurn(start=0.0, end=12.0, speaker="A"), SpeakerTurn(start=12.0, end=30.0, speaker="B")]
@@ -103,8 +105,6 @@ def test_speakers_alone_go_through_the_branch_without_asr():
     graph.preprocess = FakePreprocess([[part(2, last=False), part(1, first=2)]])
 
     async def speakers():
-        from deployments.audio_plan import Upload
-
         audio = await graph.plan(Upload(chunks=[], size=1))
         return await diarize_audio(stages["diarization"], audio, SpeakerCount(), "req-2")
 
@@ -140,3 +140,69 @@ def test_known_speakers_unpack_in_order():
     found = known_speaker_audio([" Ada", "Bo"], ["data:audio/wav;base64,AAEC", "data:audio/ogg;base64,AwQ="])
     assert found == {"Ada": b"\x00\x01\x02", "Bo": b"\x03\x04"} and list(found) == ["Ada", "Bo"]
     assert known_speaker_audio(None, None) == {}
+
+
+def by_channel(req: TranscriptionRequest) -> TranscriptionRequest:
+    return TranscriptionRequest(
+        req.language,
+        req.options,
+        req.punctuate,
+        req.summarize,
+        req.request_id,
+        speakers=SpeakerCount(),
+        speakers_by_channel=True,
+    )
+
+
+def test_speakers_by_channel_are_one_call_on_the_upload_made_before_any_window():
+    asr = FakeAsr(delays={0: 0.1, 1: 0.1, 2: 0.1})
+    graph, stages = diarizing_graph(asr)
+    graph.preprocess = FakePreprocess(
+        [[part(3)]], probe=AudioProbe(duration_s=30.0, seekable=False, channels=2)
+    )
+    diarization = stages["diarization"]
+    asked: list[int] = []
+
+    def channel_turns(upload):  # runs when the call is made; the answer is awaited later
+        asked.append(len(asr.transcribe.calls))
+        return asyncio.sleep(0, Diarization(TURNS))
+
+    diarization.channel_turns = FakeMethod(channel_turns)
+    upload = Upload(chunks=[], size=7)
+
+    async def transcribe():
+        audio = await graph.plan(upload, by_channel=True)
+        return [event async for event in graph.run(audio, by_channel(request()))]
+
+    document = run(transcribe())[-1]
+    assert diarization.channel_turns.calls == [(upload,)], "one call, on the upload itself"
+    assert asked == [0], "asked for before any window went to ASR"
+    assert diarization.embed.calls == [] and diarization.cluster.calls == []
+    assert [s.speaker for s in document.segments] == ["A", "B", "B"]
+
+
+def test_a_file_that_is_not_one_speaker_per_channel_is_refused_before_any_transcription():
+    asr = FakeAsr()
+    graph, _ = diarizing_graph(asr)
+    graph.preprocess = FakePreprocess(
+        [[part(3)]], probe=AudioProbe(duration_s=30.0, seekable=False, channels=1)
+    )
+    with pytest.raises(ChannelCountError, match="1 audio channel") as caught:
+        run(graph.plan(Upload(chunks=[], size=1), by_channel=True))
+    assert caught.value.param == "multichannel"
+    assert asr.transcribe.calls == []
+    assert run(graph.plan(Upload(chunks=[], size=1))).first.windows, "without multichannel, mono is fine"
+
+
+def test_a_rejected_channel_file_fails_the_request_with_the_audio_error():
+    graph, stages = diarizing_graph(FakeAsr())
+    graph.preprocess = FakePreprocess(
+        [[part(3)]], probe=AudioProbe(duration_s=30.0, seekable=False, channels=2)
+    )
+
+    async def channel_turns(upload):
+        return Rejected(UndecodableAudio("The audio stream could not be decoded."))
+
+    stages["diarization"].channel_turns = FakeMethod(channel_turns)
+    with pytest.raises(UndecodableAudio):
+        run(events_of(graph, by_channel(request())))
