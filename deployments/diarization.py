@@ -11,6 +11,10 @@ a known speaker's reference clip (``deployments.known_speakers``), whose print t
 speaker it matches. A fourth, ``channel_turns``, diarizes a recording with a channel per speaker
 (``multichannel``) from the upload itself, since the windows are a mix of the channels: one call
 per file, beside the whole transcription (``pipeline.channel_speakers``).
+
+The voice prints come from the configured backend (``diarization.backend``): Resemblyzer's GE2E
+encoder over the speech Silero finds, or pyannote's pipeline, which finds the speech itself
+(``pipeline.pyannote_speakers``); the clustering is the same for both.
 """
 
 from __future__ import annotations
@@ -37,11 +41,20 @@ from pipeline.diarization import (
     name_speakers,
 )
 from pipeline.errors import AudioError
+from pipeline.pyannote_speakers import PyannoteSpeakers
 from pipeline.schemas import ModelInfo
 from pipeline.settings import AudioSettings, DiarizationSettings
 from pipeline.speaker_encoder import SpeakerEncoder
 from pipeline.vad import SpeechDetector
 from pipeline.windows import Window
+
+
+def load_voice_encoder(settings: DiarizationSettings, device: str) -> SpeakerEncoder | PyannoteSpeakers:
+    """The configured voice prints' model, on ``device``."""
+    if settings.backend == "pyannote":
+        token = settings.pyannote_token.get_secret_value() if settings.pyannote_token else None
+        return PyannoteSpeakers(settings.pyannote_model, token, device)
+    return SpeakerEncoder(device)
 
 
 @serve.deployment(name="diarization")
@@ -50,7 +63,7 @@ class DiarizationDeployment(StageReplica):
         super().__init__("diarization")
         started = time.perf_counter()
         self.device = str(resolve_device(settings.device))
-        self.encoder = SpeakerEncoder(self.device)
+        self.encoder = load_voice_encoder(settings, self.device)
         self.detector = SpeechDetector(audio)
         self.max_duration_s = audio.max_duration_s
         self.vad = audio.vad_options().model_copy(update={"min_silence_s": settings.min_pause_s})
@@ -58,7 +71,8 @@ class DiarizationDeployment(StageReplica):
         self.metrics = DiarizationMetrics()
         self.metrics.model_load_seconds.set(self.load_s)
         self.options = DiarizationOptions(
-            threshold=settings.count_threshold, min_speaker_windows=settings.min_speaker_windows
+            threshold=settings.count_threshold or self.encoder.count_threshold,
+            min_speaker_windows=settings.min_speaker_windows,
         )
         self.known_speaker_similarity = settings.known_speaker_similarity
         self.warm_up()
@@ -76,6 +90,8 @@ class DiarizationDeployment(StageReplica):
         return embeddings
 
     def _embed(self, audio: np.ndarray, window: Window) -> list[SpeakerEmbedding]:
+        if isinstance(self.encoder, PyannoteSpeakers):  # its pipeline finds the speech itself
+            return self.encoder.embed_window(audio, window.start_s)
         rate = window.sample_rate
         speech = [
             (window.start_s + a / rate, window.start_s + b / rate)
@@ -131,9 +147,14 @@ class DiarizationDeployment(StageReplica):
                 f"The reference for {name!r} is {seconds:.1f} s long; send {shortest:g} to {longest:g} s "
                 "of the speaker alone."
             )
-        return self.encoder.embed_reference(audio)
+        try:
+            return self.encoder.embed_reference(audio)
+        except ValueError as exc:  # pyannote heard no one in it
+            return BadReference(f"The reference for {name!r} holds no speaker's voice: {exc}")
 
     def loaded_model_info(self) -> ModelInfo:
+        if isinstance(self.encoder, PyannoteSpeakers):
+            return self.encoder.info()
         return ModelInfo(
             stage="diarization",
             model="resemblyzer-ge2e",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class _Settings(BaseModel):
@@ -181,16 +181,34 @@ class LlmSettings(_Settings):
 
 
 class DiarizationSettings(_Settings):
-    """Who spoke when: Resemblyzer's GE2E speaker encoder (its trained weights ship in its wheel),
-    embeddings clustered once per file (``pipeline.diarization``)."""
+    """Who spoke when: voice prints of each window (Resemblyzer's GE2E encoder, whose trained
+    weights ship in its wheel, or pyannote's pipeline), clustered once per file
+    (``pipeline.diarization``)."""
+
+    backend: Literal["resemblyzer", "pyannote"] = "resemblyzer"
+    """The voice prints: ``resemblyzer`` works offline with no token; ``pyannote`` runs
+    pyannote.audio 4's diarization pipeline on each window (the ``pyannote`` extra, its gated
+    weights, a torchaudio built for the installed torch) and clusters its speakers' embeddings
+    across the file. Speakers by channel (``multichannel``) need neither."""
+
+    pyannote_model: str = "pyannote/speaker-diarization-community-1"
+    """With the pyannote backend: a hub id, or a local folder (or its ``config.yaml``) holding
+    the pipeline, for machines without the hub."""
+
+    pyannote_token: SecretStr | None = None
+    """With the pyannote backend: a Hugging Face token that may read the gated model. Left out,
+    the hub client reads ``HF_TOKEN`` from the replica's environment (``runtime_env``), which
+    keeps the token out of the config."""
 
     device: Literal["auto", "cuda", "cpu"] = "auto"
-    """Where the speaker encoder runs. It is small (1.4 M weights): a CPU embeds a minute of
+    """Where the speaker encoder runs. GE2E is small (1.4 M weights): a CPU embeds a minute of
     speech in about half a second."""
 
-    count_threshold: float = Field(0.3, gt=0, lt=2)
+    count_threshold: float | None = Field(None, gt=0, lt=2)
     """Cosine distance (average linkage) beyond which two groups of voice prints are different
-    speakers, when a request gives no ``num_speakers``. Higher merges similar voices."""
+    speakers, when a request gives no ``num_speakers``. Higher merges similar voices. Left out:
+    the backend's own (0.3 for GE2E, tuned on the shared recordings; 0.6 for pyannote's
+    WeSpeaker embeddings, see ``pipeline.pyannote_speakers``)."""
 
     min_speaker_windows: int = Field(8, ge=1)
     """Fewest 1.6 s embedding windows (0.4 s apart) a speaker found from the data needs: about
@@ -206,7 +224,8 @@ class DiarizationSettings(_Settings):
     known_speaker_similarity: float = Field(0.75, ge=-1, le=1)
     """Least cosine similarity between a known speaker's reference and a speaker found for the
     name to be given; a speaker like no reference keeps its letter. On the shared recordings two
-    clips of one person scored 0.83 to 0.94, two different people 0.40 to 0.66."""
+    clips of one person scored 0.83 to 0.94, two different people 0.40 to 0.66 (GE2E's prints:
+    measure your own with the pyannote backend)."""
 
 
 class PipelineSettings(_Settings):

@@ -104,6 +104,8 @@ class SpeakerEncoder:
     """Resemblyzer's GE2E speaker encoder with its shipped weights, on 16 kHz mono float32."""
 
     sample_rate = SAMPLE_RATE
+    count_threshold = 0.3
+    """``DiarizationOptions.threshold`` for GE2E's voice prints (tuned on the shared recordings)."""
 
     def __init__(self, device: str = "cpu", windows: EmbeddingWindows | None = None):
         self.device = torch.device(device)

@@ -5,6 +5,8 @@ and the segments get the speakers."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import numpy as np
 import pytest
@@ -163,7 +165,9 @@ def test_speakers_by_channel_are_one_call_on_the_upload_made_before_any_window()
     diarization = stages["diarization"]
     asked: list[int] = []
 
-    def channel_turns(upload):  # runs when the call is made; the answer is awaited later
+    def channel_turns(
+        upload: Upload,
+    ) -> Coroutine[Any, Any, Diarization]:  # runs when the call is made; the answer is awaited later
         asked.append(len(asr.transcribe.calls))
         return asyncio.sleep(0, Diarization(TURNS))
 
