@@ -40,6 +40,7 @@ from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segment
 from pipeline.errors import ChannelCountError, InvalidParameter
 from pipeline.schemas import (
     PostprocessResult,
+    SpeakerText,
     StageNodes,
     StageTimings,
     TranscriptionResult,
@@ -47,6 +48,7 @@ from pipeline.schemas import (
 )
 from pipeline.settings import PipelineSettings, VadOptions
 from pipeline.speaker_assignment import assign_speakers, talk_time
+from pipeline.speaker_text import speaker_texts
 from pipeline.windows import Window
 
 log = logging.getLogger("ray.serve")
@@ -258,7 +260,8 @@ class TranscriptionGraph:
         diarized = time.perf_counter()
         preprocessed = audio.preprocessed or transcribed
         if request.punctuate or request.summarize:
-            post = await self._postprocess(transcript_text(segments), request)
+            turns_said = speaker_texts(segments) if talk is not None else None
+            post = await self._postprocess(transcript_text(segments), request, turns_said)
         else:
             post = PostprocessResult.not_requested()
         finished = time.perf_counter()
@@ -298,14 +301,16 @@ class TranscriptionGraph:
             speakers=talk,
         )
 
-    async def _postprocess(self, text: str, request: TranscriptionRequest) -> PostprocessResult:
+    async def _postprocess(
+        self, text: str, request: TranscriptionRequest, speakers: list[SpeakerText] | None = None
+    ) -> PostprocessResult:
         """The LLM's punctuation and summary; when the LLM stage cannot answer (no live replica,
         at capacity), the transcript is not thrown away: the document goes out raw, saying why."""
         punctuate, summarize = request.punctuate, request.summarize
         try:
             with stage_errors():
                 result: PostprocessResult = await once_more_if_replica_died(
-                    lambda: self.postprocess.remote(text, punctuate, summarize), "post-processing"
+                    lambda: self.postprocess.remote(text, punctuate, summarize, speakers), "post-processing"
                 )
                 return result
         except (StageUnavailable, Overloaded) as exc:

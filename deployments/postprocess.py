@@ -13,7 +13,7 @@ from deployments.placement import assigned_gpu_share
 from deployments.stage import StageReplica
 from pipeline.llm import ChatBackend, ChatOutput, Conversation, load_chat_backend
 from pipeline.postprocess import PostProcessor
-from pipeline.schemas import ModelInfo, PostprocessResult
+from pipeline.schemas import ModelInfo, PostprocessResult, SpeakerText
 from pipeline.settings import LlmSettings
 
 PROBE = [{"role": "user", "content": "Say OK."}]
@@ -62,9 +62,13 @@ class PostprocessDeployment(StageReplica):
         """One token for a one-line prompt, in turn with real calls but not counted as one."""
         self.backend.chat_unrecorded([PROBE], max_new_tokens=1)
 
-    async def __call__(self, text: str, punctuate: bool, summarize: bool) -> PostprocessResult:
+    async def __call__(
+        self, text: str, punctuate: bool, summarize: bool, speakers: list[SpeakerText] | None = None
+    ) -> PostprocessResult:
+        """``speakers``: the transcript's words as speaker turns, when it was diarized (see
+        :func:`pipeline.speaker_text.speaker_texts`); the result then keeps the turns."""
         result = await asyncio.to_thread(
-            self.postprocessor.run, text, punctuate=punctuate, summarize=summarize
+            self.postprocessor.run, text, punctuate=punctuate, summarize=summarize, speakers=speakers
         )
         self.metrics.record_result(result)
         return result.model_copy(update={"node_id": self.placement.node_id})

@@ -10,6 +10,11 @@ Long transcripts (hours of speech) do not fit one LLM call. They are cut into ch
 words of the chunk before it as context (checked with it, then dropped), and the word check holds
 per chunk, so a chunk the LLM garbled stays raw while the others are punctuated. The summary is
 map-reduce: a summary per chunk, then one summary of those summaries.
+
+A diarized transcript comes with its speaker turns, sent as ``speaker: text`` lines (see
+:mod:`pipeline.speaker_text`). Each line must come back with its label and words unchanged, so a
+line the LLM garbled stays raw; the result keeps the turns. The summary also says who said or
+proposed what (``speaker_points``), by the transcript's labels only.
 """
 
 from __future__ import annotations
@@ -17,12 +22,21 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from pipeline.schemas import FallbackReason, PostprocessResult, PunctuationResult, Summary, SummaryResult
+from pipeline import speaker_text as st
+from pipeline.schemas import (
+    FallbackReason,
+    PostprocessResult,
+    PunctuationResult,
+    SpeakerText,
+    Summary,
+    SummaryResult,
+)
 from pipeline.settings import LlmSettings
 
 if TYPE_CHECKING:  # the backend is passed in: this module runs no model itself
@@ -71,8 +85,10 @@ class SummaryFormatError(ValueError):
     """The LLM's answer is not a summary of the expected shape."""
 
 
-def parse_summary(raw: str) -> Summary:
-    """Parse the LLM's answer as a :class:`Summary`; raise :class:`SummaryFormatError` if it isn't."""
+def parse_summary(raw: str, speakers: Collection[str] | None = None) -> Summary:
+    """Parse the LLM's answer as a :class:`Summary`; raise :class:`SummaryFormatError` if it isn't.
+    With ``speakers`` (the transcript's labels) it must have ``speaker_points`` naming only those;
+    without, it must have none."""
     text = raw.strip()
     fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.S)
     if fenced:
@@ -86,20 +102,25 @@ def parse_summary(raw: str) -> Summary:
             f"the LLM's answer is not valid JSON ({exc.msg} at char {exc.pos})"
         ) from None
     try:
-        return Summary.model_validate(data)
+        summary = Summary.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors())
+        points = ', "speaker_points": [{"speaker": str, "point": str}]' if speakers is not None else ""
         raise SummaryFormatError(
-            f'the LLM\'s JSON is not of the shape {{"abstract": str, "bullets": [str]}} ({problems})'
+            f'the LLM\'s JSON is not of the shape {{"abstract": str, "bullets": [str]{points}}} ({problems})'
         ) from None
+    problem = st.speaker_points_problem(summary.speaker_points, speakers)
+    if problem:
+        raise SummaryFormatError(problem)
+    return summary
 
 
-def _parse_summaries(answers: list[str]) -> tuple[list[Summary], list[str]]:
+def _parse_summaries(answers: list[str], speakers: list[str] | None) -> tuple[list[Summary], list[str]]:
     """The answers that parse as summaries, and why the others do not."""
     parsed, problems = [], []
     for answer in answers:
         try:
-            parsed.append(parse_summary(answer))
+            parsed.append(parse_summary(answer, speakers))
         except SummaryFormatError as exc:
             problems.append(str(exc))
     return parsed, problems
@@ -136,24 +157,40 @@ class PostProcessor:
         self.settings = settings
         self.backend = backend
 
-    def run(self, text: str, *, punctuate: bool, summarize: bool) -> PostprocessResult:
+    def run(
+        self, text: str, *, punctuate: bool, summarize: bool, speakers: Sequence[SpeakerText] | None = None
+    ) -> PostprocessResult:
+        """Punctuation and/or a summary of ``text``, the raw transcript. With ``speakers`` (its
+        words as speaker turns, in order) the LLM is shown the turns, and the result keeps them."""
         if not (punctuate or summarize):
             return PostprocessResult.not_requested()
+        # the turns stand for the text, so they must hold its words; compared without the breaks
+        # between words, as a turn boundary inside unspaced script splits what the text has as one
+        if speakers is not None and "".join(normalized_words(text)) != "".join(
+            normalized_words(" ".join(t.text for t in speakers))
+        ):
+            raise ValueError("the speaker turns do not hold the words of the transcript text")
         used: list[ChatOutput] = []
-        problem, code = self._input_problem(text)
-        chunks = [] if problem else self.chunks(text)
-        if not punctuate:
-            punctuation = PunctuationResult(applied=False, reason="not requested")
-        elif problem:
-            punctuation = PunctuationResult(applied=False, reason=problem, fallback=code)
+        problem, code = self._input_problem(text, text if speakers is None else st.render_turns(speakers))
+        not_asked = PostprocessResult.not_requested()
+        punctuation, summary = not_asked.punctuation, not_asked.summary
+        if problem:
+            if punctuate:
+                punctuation = PunctuationResult(applied=False, reason=problem, fallback=code)
+            if summarize:
+                summary = SummaryResult(reason=problem, fallback=code)
+        elif speakers is None:
+            chunks = self.chunks(text)
+            if punctuate:
+                punctuation = self._punctuate(chunks, used)
+            if summarize:
+                summary = self._summarize(chunks, used, None)
         else:
-            punctuation = self._punctuate(chunks, used)
-        if not summarize:
-            summary = SummaryResult(reason="not requested")
-        elif problem:
-            summary = SummaryResult(reason=problem, fallback=code)
-        else:
-            summary = self._summarize(chunks, used)
+            turn_chunks = self.speaker_chunks(speakers)
+            if punctuate:
+                punctuation = self._punctuate_turns(turn_chunks, speakers, used)
+            if summarize:
+                summary = self._summarize(turn_chunks, used, list(dict.fromkeys(t.speaker for t in speakers)))
         return PostprocessResult(
             punctuation=punctuation,
             summary=summary,
@@ -161,10 +198,11 @@ class PostProcessor:
             tokens_out=sum(o.tokens_out for o in used),
         )
 
-    def _input_problem(self, text: str) -> tuple[str | None, FallbackReason | None]:
+    def _input_problem(self, text: str, sent: str) -> tuple[str | None, FallbackReason | None]:
+        """Why ``text`` is not sent to the LLM (as ``sent``, labels included), if it is not."""
         if not normalized_words(text):
             return "the transcript has no words", "no_words"
-        n = self.backend.count_tokens(text)
+        n = self.backend.count_tokens(sent)
         if n > self.settings.max_transcript_tokens:
             return (
                 f"the transcript is {n} LLM tokens, over llm.max_transcript_tokens="
@@ -193,6 +231,11 @@ class PostProcessor:
             chunks.append(Chunk(" ".join(words[start : start + n]), context))
             start += n
         return chunks
+
+    def speaker_chunks(self, turns: Sequence[SpeakerText]) -> list[st.SpeakerChunk]:
+        """The turns as lines, cut at turn boundaries into chunks that fit one call."""
+        limit, overlap = self.settings.max_input_tokens, self.settings.chunk_overlap_words
+        return st.speaker_chunks(st.turn_lines(turns), self.backend.count_tokens, limit, overlap)
 
     def _chat(self, system: str, texts: list[str], max_new_tokens: int, used: list[ChatOutput]) -> list[str]:
         outs = self.backend.chat([_conversation(system, t) for t in texts], max_new_tokens=max_new_tokens)
@@ -228,9 +271,21 @@ class PostProcessor:
             )
         return PunctuationResult(applied=True, text=text)
 
-    def _summarize(self, chunks: list[Chunk], used: list[ChatOutput]) -> SummaryResult:
-        answers = self._chat(SUMMARY_PROMPT, [c.body for c in chunks], self.settings.max_summary_tokens, used)
-        parts, problems = _parse_summaries(answers)
+    def _punctuate_turns(
+        self, chunks: list[st.SpeakerChunk], turns: Sequence[SpeakerText], used: list[ChatOutput]
+    ) -> PunctuationResult:
+        """Like :meth:`_punctuate`, with the word check held per line (see :mod:`.speaker_text`)."""
+        budget = int(max(self.backend.count_tokens(c.text) for c in chunks) * 1.5) + 16
+        answers = self._chat(st.PUNCTUATE_TURNS_PROMPT, [c.text for c in chunks], budget, used)
+        return st.punctuated_turns(turns, chunks, answers, word_difference)
+
+    def _summarize(
+        self, chunks: list[Chunk] | list[st.SpeakerChunk], used: list[ChatOutput], speakers: list[str] | None
+    ) -> SummaryResult:
+        """With ``speakers`` (the transcript's labels), a summary with speaker points by those."""
+        prompt = SUMMARY_PROMPT if speakers is None else st.SPEAKER_SUMMARY_PROMPT
+        answers = self._chat(prompt, [c.body for c in chunks], self.settings.max_summary_tokens, used)
+        parts, problems = _parse_summaries(answers, speakers)
         if len(chunks) == 1:
             if problems:
                 log.info("summary rejected: %s", problems[0])
@@ -240,20 +295,25 @@ class PostProcessor:
             return SummaryResult(
                 reason=f"no chunk summary was usable ({problems[0]})", fallback="unusable_answer"
             )
-        return self._reduce(parts, used)
+        return self._reduce(parts, used, speakers)
 
-    def _reduce(self, parts: list[Summary], used: list[ChatOutput]) -> SummaryResult:
+    def _reduce(
+        self, parts: list[Summary], used: list[ChatOutput], speakers: list[str] | None
+    ) -> SummaryResult:
         """One summary of the chunk summaries; in rounds when they do not fit one call."""
+        prompt = REDUCE_PROMPT if speakers is None else st.SPEAKER_REDUCE_PROMPT
         while True:
             texts = [
-                f"Part {i}: {p.abstract}\n" + "\n".join(f"- {b}" for b in p.bullets)
+                f"Part {i}: {p.abstract}\n"
+                + "\n".join(f"- {b}" for b in p.bullets)
+                + (f"\n{st.speaker_points_text(p.speaker_points)}" if p.speaker_points is not None else "")
                 for i, p in enumerate(parts, start=1)
             ]
             groups = self._groups(texts)
             answers = self._chat(
-                REDUCE_PROMPT, ["\n\n".join(g) for g in groups], self.settings.max_summary_tokens, used
+                prompt, ["\n\n".join(g) for g in groups], self.settings.max_summary_tokens, used
             )
-            reduced, problems = _parse_summaries(answers)
+            reduced, problems = _parse_summaries(answers, speakers)
             if len(groups) == 1:
                 return (
                     SummaryResult(summary=reduced[0])

@@ -64,6 +64,15 @@ class SpeakerTurn(_Schema):
     """A letter (``A``, ``B``, ... in order of first appearance) or a known speaker's name."""
 
 
+class SpeakerText(_Schema):
+    """One turn of a diarized transcript: what one speaker said until another spoke."""
+
+    speaker: str = Field(min_length=1)
+    """The speaker's label, as on the segments (``A``, ``B``, ... or a known speaker's name)."""
+    text: str
+    """What they said, as transcribed (the segments' text joined)."""
+
+
 class TokenLogprob(_Schema):
     """One text token and the log-probability Whisper gave it: an entry of OpenAI's ``logprobs``."""
 
@@ -92,6 +101,17 @@ class WindowTranscript(_Schema):
     """Windows in the ``generate`` call that decoded it (the service batches across requests)."""
 
 
+class SpeakerPoint(_Schema):
+    """Something one speaker said or proposed, as the LLM's summary attributes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    speaker: str = Field(min_length=1)
+    """The speaker's label, one of the transcript's (checked)."""
+    point: str = Field(min_length=1)
+    """What they said or proposed, in a sentence."""
+
+
 class Summary(_Schema):
     """What the LLM writes about the transcript."""
 
@@ -101,6 +121,9 @@ class Summary(_Schema):
     """A few sentences on what was said."""
     bullets: list[str] = Field(min_length=1)
     """The main points, one per item."""
+    speaker_points: list[SpeakerPoint] | None = None
+    """Who said or proposed what, by speaker label (only for a transcript with speakers, and then
+    always present)."""
 
 
 FallbackReason = Literal[
@@ -121,7 +144,12 @@ class PunctuationResult(_Schema):
     applied: bool
     """True when ``text`` is the LLM's punctuated text with the words unchanged."""
     text: str | None = None
-    """The punctuated text (``None`` when not applied)."""
+    """The punctuated text (``None`` when not applied); for a transcript with speakers, one
+    ``speaker: text`` line per turn of ``turns``, joined with newlines."""
+    turns: list[SpeakerText] | None = None
+    """The punctuated text of each speaker turn, one per turn given and in that order (only for a
+    transcript with speakers, when applied). A turn the LLM changed keeps its raw text, and
+    ``reason`` says which."""
     reason: str | None = None
     """Why punctuation was not applied (not requested, words changed, too long, ...)."""
     fallback: FallbackReason | None = None

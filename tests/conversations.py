@@ -33,6 +33,12 @@ def load_recordings() -> dict[str, np.ndarray]:
 
 
 def der(reference: list[SpeakerTurn], hypothesis: list[SpeakerTurn]) -> float:
+    return der_parts(reference, hypothesis)["diarization error rate"]
+
+
+def der_parts(reference: list[SpeakerTurn], hypothesis: list[SpeakerTurn]) -> dict[str, float]:
+    """DER and its parts as ``pyannote.metrics`` names them (``confusion``, ``missed detection``,
+    ``false alarm`` in seconds, ``total`` the reference's speech)."""
     from pyannote.core import Annotation, Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
 
@@ -44,7 +50,8 @@ def der(reference: list[SpeakerTurn], hypothesis: list[SpeakerTurn]) -> float:
 
     extent = Timeline([Segment(0, max(t.end for t in reference + hypothesis))])
     metric = DiarizationErrorRate(collar=0.25, skip_overlap=True)
-    return float(metric(annotation(reference), annotation(hypothesis), uem=extent))
+    parts = metric(annotation(reference), annotation(hypothesis), uem=extent, detailed=True)
+    return {name: float(value) for name, value in parts.items()}
 
 
 def speech_pieces(audio: np.ndarray, detector: SpeechDetector, parts: int) -> list[np.ndarray]:

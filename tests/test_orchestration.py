@@ -152,7 +152,7 @@ class FakePreprocess:
 
 
 def llm_answer(punctuated: str = "Punctuated.") -> Callable:
-    async def answer(text: str, punctuate: bool, summarize: bool) -> PostprocessResult:
+    async def answer(text: str, punctuate: bool, summarize: bool, speakers=None) -> PostprocessResult:
         return PostprocessResult(
             punctuation=PunctuationResult(applied=True, text=punctuated),
             summary=SummaryResult(reason="not requested"),
@@ -277,7 +277,7 @@ def test_a_full_asr_queue_is_overloaded_with_serves_status_and_retry_after():
     ],
 )
 def test_an_llm_that_cannot_answer_leaves_the_transcript_raw_saying_why(error, reason) -> None:
-    async def refuse(text, punctuate, summarize):
+    async def refuse(text, punctuate, summarize, speakers):
         raise error
 
     fallbacks: list = []

@@ -210,3 +210,14 @@ def test_a_rejected_channel_file_fails_the_request_with_the_audio_error():
     stages["diarization"].channel_turns = FakeMethod(channel_turns)
     with pytest.raises(UndecodableAudio):
         run(events_of(graph, by_channel(request())))
+
+
+def test_the_llm_gets_the_speaker_turns_of_a_diarized_transcript():
+    asr = FakeAsr()
+    graph, stages = diarizing_graph(asr)
+    run(events_of(graph, diarize(request(punctuate=True), SpeakerCount())))
+    text, punctuate, _, turns = stages["postprocess"].calls[0]
+    assert punctuate and [t.speaker for t in turns] == ["A", "B"], "windows 1 and 2 are B's: one turn"
+    assert "".join(t.text for t in turns).replace(" ", "") == text.replace(" ", "")
+    run(events_of(graph, request(punctuate=True)))
+    assert stages["postprocess"].calls[1][3] is None, "no speakers, no turns"
