@@ -73,6 +73,7 @@ class DiarizationDeployment(StageReplica):
         self.options = DiarizationOptions(
             threshold=settings.count_threshold or self.encoder.count_threshold,
             min_speaker_windows=settings.min_speaker_windows,
+            min_speaker_share=settings.min_speaker_share,
         )
         self.known_speaker_similarity = settings.known_speaker_similarity
         self.warm_up()

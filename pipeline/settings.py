@@ -214,6 +214,12 @@ class DiarizationSettings(_Settings):
     """Fewest 1.6 s embedding windows (0.4 s apart) a speaker found from the data needs: about
     3 s of speech. A speaker heard less is found only when the request gives the count."""
 
+    min_speaker_share: float = Field(0.02, ge=0, lt=1)
+    """Least share of a long file's voice prints a speaker found from the data needs (when more
+    than ``min_speaker_windows``): on an hour, about a minute of speech. Stray windows (changeovers,
+    laughter) add up to false speakers on long files without it; a speaker heard less is found
+    only when the request gives the count."""
+
     min_pause_s: float = Field(0.1, ge=0, le=10)
     """Shortest pause that ends a stretch of speech for the voice prints (Silero's
     ``min_silence_s`` inside each window): an embedding window never spans such a pause, so it

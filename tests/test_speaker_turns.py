@@ -9,6 +9,7 @@ import pytest
 from pipeline.diarization import (
     MAX_SPEAKERS,
     Diarization,
+    DiarizationOptions,
     SpeakerCount,
     SpeakerEmbedding,
     diarize,
@@ -218,3 +219,18 @@ def test_an_hour_of_embeddings_is_clustered_on_a_subsample_and_every_window_vote
     assert found.speakers == ["A", "B", "C"]
     assert [t.speaker for t in found.turns] == ["A", "B", "C"] * 30
     assert all(abs(t.start - 40.0 * i) < 0.5 for i, t in enumerate(found.turns))
+
+
+def test_on_a_long_file_a_voice_needs_its_share_to_count_unless_the_count_is_given():
+    """Twenty minutes of two voices, and a third heard for 8 s (20 windows): on a short file 20
+    windows are a speaker, on a long one under 2% of the windows are not (stray windows add up
+    to that much), unless the request asks for at least three."""
+    plan = [(t, t + 30.0, (5, 9)[i % 2]) for i, t in enumerate(np.arange(0.0, 1200.0, 30.0))]
+    plan.insert(10, (1200.0, 1208.0, 13))
+    long = _windows(sorted(plan))
+    assert 20 < 0.02 * len(long)
+    assert diarize(long).speakers == ["A", "B"]
+    assert diarize(long, SpeakerCount(min_speakers=3)).speakers == ["A", "B", "C"]
+    assert diarize(long, options=DiarizationOptions(min_speaker_share=0.0)).speakers == ["A", "B", "C"]
+    short = _windows([(0.0, 30.0, 5), (30.0, 60.0, 9), (60.0, 68.0, 13)])
+    assert diarize(short).speakers == ["A", "B", "C"], "a short file's 8 s voice is a speaker"
