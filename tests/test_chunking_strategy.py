@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 
-from deployments.api_requests import MULTIPART, ServerVad, TranscriptionForm, TranslationForm
+from deployments.api_requests import MULTIPART, TranscriptionForm, TranslationForm
+from deployments.chunking_strategy import ServerVad
 from deployments.http_app import _speechgraph_error, _validation_error
 from pipeline.errors import InvalidParameter, SpeechgraphError
 from pipeline.settings import VadOptions
