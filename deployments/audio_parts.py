@@ -121,9 +121,10 @@ class AudioParts:
         upcoming = iter(chunks)
         try:
             while True:
-                while (
-                    not stitcher.done and len(scans) < s.chunks_in_flight and (chunk := next(upcoming, None))
-                ):
+                # The first chunk is scanned alone, on a core of its own, until its windows go to
+                # ASR: the file's first segment waits on it, the document on all of them.
+                in_flight = s.chunks_in_flight if stitcher.planned_to else 1
+                while not stitcher.done and len(scans) < in_flight and (chunk := next(upcoming, None)):
                     scans[asyncio.ensure_future(self._scan(chunk))] = chunk
                 while cuts and cuts[0].done():
                     yield cuts.popleft().result()

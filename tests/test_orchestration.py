@@ -442,6 +442,39 @@ def test_a_long_seekable_file_is_scanned_in_chunks_and_cut_as_they_settle(monkey
     assert planned[0] == 300.0 and planned == sorted(planned) and planned[-1] == total / sr
 
 
+def test_the_first_chunk_is_scanned_alone_then_chunks_in_flight_at_once() -> None:
+    """The file's first segment waits on the first chunk: it gets the stage to itself, and the
+    others follow (``chunks_in_flight`` at a time) once its windows are planned."""
+    sr = 16000
+    total = 30 * 60 * sr
+    running: set[int] = set()
+    started_beside: dict[int, set[int]] = {}
+    most = 0
+
+    async def scan(upload, chunk, vad):
+        nonlocal most
+        started_beside[chunk.index] = set(running)
+        running.add(chunk.index)
+        most = max(most, len(running))
+        await asyncio.sleep(0.02)
+        running.discard(chunk.index)
+        stop = total if chunk.scan_to is None else min(chunk.scan_to, total)
+        seen = [(max(chunk.scan_from, 5 * sr), stop)] if stop > 5 * sr else []
+        return ScannedChunk(ChunkSpeech(chunk, seen, stop, stop >= total), "p0")
+
+    async def cut(upload, windows, planned_to_s, last):
+        return AudioPart(windows, [f"c{w.index}" for w in windows], planned_to_s, "p0", "n0", last)
+
+    preprocess = FakePreprocess([[]], probe=AudioProbe(duration_s=total / sr, seekable=True))
+    preprocess.scan, preprocess.cut = FakeMethod(scan), FakeMethod(cut)
+    settings = PipelineSettings.model_validate({"audio": {"chunked_above_s": 600, "chunk_s": 300}})
+    graph, _ = make_graph(asr=FakeAsr(), preprocess=preprocess, settings=settings)
+    run(events_of(graph, request()))
+    assert started_beside[0] == set() and len(started_beside) == 6
+    assert all(0 not in beside for beside in started_beside.values()), "the rest start after it"
+    assert most == settings.audio.chunks_in_flight
+
+
 def test_a_slow_consumer_still_gets_every_part_of_a_chunked_file() -> None:
     # While the consumer is busy with one part, the later chunks' cuts all finish: the parts
     # already cut are handed on, and the stream ends after the last one.
