@@ -406,6 +406,18 @@ def test_collect_document_returns_the_document_and_its_windows():
     assert [t.window for t in transcripts] == [0, 1, 2] and len(document.segments) == 3
 
 
+def chunking_stage(scan: Callable, duration_s: float) -> tuple[FakePreprocess, PipelineSettings]:
+    """A preprocess stage that cuts a file of ``duration_s`` into 5-minute chunks, scanned by
+    ``scan``; its cut answers each window with a name in place of samples."""
+
+    async def cut(upload, windows, planned_to_s, last):
+        return AudioPart(windows, [f"c{w.index}" for w in windows], planned_to_s, "p0", "n0", last)
+
+    preprocess = FakePreprocess([[]], probe=AudioProbe(duration_s=duration_s, seekable=True))
+    preprocess.scan, preprocess.cut = FakeMethod(scan), FakeMethod(cut)
+    return preprocess, PipelineSettings.model_validate({"audio": {"chunked_above_s": 600, "chunk_s": 300}})
+
+
 def test_a_long_seekable_file_is_scanned_in_chunks_and_cut_as_they_settle(monkeypatch) -> None:
     # Speech: 20 s every 40 s over 40 minutes. The fake scan is an exact VAD (the true speech,
     # clipped to the chunk's scanned range); the stitching and the calls are the graph's own.
@@ -421,17 +433,13 @@ def test_a_long_seekable_file_is_scanned_in_chunks_and_cut_as_they_settle(monkey
         await asyncio.sleep(0.01 * (chunk.index % 3))  # chunks finish out of order
         return ScannedChunk(ChunkSpeech(chunk, seen, stop, stop >= total), f"p{chunk.index % 2}")
 
-    async def cut(upload, windows, planned_to_s, last):
-        return AudioPart(windows, [f"c{w.index}" for w in windows], planned_to_s, "p0", "n0", last)
-
-    preprocess = FakePreprocess([[]], probe=AudioProbe(duration_s=total / sr, seekable=True))
-    preprocess.scan, preprocess.cut = FakeMethod(scan), FakeMethod(cut)
+    preprocess, settings = chunking_stage(scan, total / sr)
     asr = FakeAsr()
-    settings = PipelineSettings.model_validate({"audio": {"chunked_above_s": 600, "chunk_s": 300}})
     graph, _ = make_graph(asr=asr, preprocess=preprocess, settings=settings)
     events = run(events_of(graph, request()))
     document = events[-1]
-    assert preprocess.scan is not None and len(preprocess.scan.calls) == 8
+    assert preprocess.scan is not None and preprocess.cut is not None  # set by chunking_stage
+    assert len(preprocess.scan.calls) == 8
     assert len(preprocess.plan_calls) == 1, "one streamed call: the probe, which says chunks"
     expected = plan_speech_windows(speech, sr, window_s=30.0, max_gap_s=2.0)
     assert [(s.start, s.end) for s in document.segments] == [(w.start_s, w.end_s) for w in expected]
@@ -462,12 +470,7 @@ def test_the_first_chunk_is_scanned_alone_then_chunks_in_flight_at_once() -> Non
         seen = [(max(chunk.scan_from, 5 * sr), stop)] if stop > 5 * sr else []
         return ScannedChunk(ChunkSpeech(chunk, seen, stop, stop >= total), "p0")
 
-    async def cut(upload, windows, planned_to_s, last):
-        return AudioPart(windows, [f"c{w.index}" for w in windows], planned_to_s, "p0", "n0", last)
-
-    preprocess = FakePreprocess([[]], probe=AudioProbe(duration_s=total / sr, seekable=True))
-    preprocess.scan, preprocess.cut = FakeMethod(scan), FakeMethod(cut)
-    settings = PipelineSettings.model_validate({"audio": {"chunked_above_s": 600, "chunk_s": 300}})
+    preprocess, settings = chunking_stage(scan, total / sr)
     graph, _ = make_graph(asr=FakeAsr(), preprocess=preprocess, settings=settings)
     run(events_of(graph, request()))
     assert started_beside[0] == set() and len(started_beside) == 6
@@ -488,12 +491,7 @@ def test_a_slow_consumer_still_gets_every_part_of_a_chunked_file() -> None:
         ]
         return ScannedChunk(ChunkSpeech(chunk, seen, stop, stop >= total), "p0")
 
-    async def cut(upload, windows, planned_to_s, last):
-        return AudioPart(windows, [f"c{w.index}" for w in windows], planned_to_s, "p0", "n0", last)
-
-    preprocess = FakePreprocess([[]], probe=AudioProbe(duration_s=total / sr, seekable=True))
-    preprocess.scan, preprocess.cut = FakeMethod(scan), FakeMethod(cut)
-    settings = PipelineSettings.model_validate({"audio": {"chunked_above_s": 600, "chunk_s": 300}})
+    preprocess, settings = chunking_stage(scan, total / sr)
 
     async def consume_slowly() -> list[AudioPart]:
         parts = audio_parts.AudioParts(preprocess, settings.audio, Upload(chunks=[], size=1), None)
