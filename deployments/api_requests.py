@@ -27,6 +27,7 @@ from pipeline.errors import InvalidParameter
 from pipeline.languages import normalize_language
 from pipeline.schemas import Task
 from pipeline.settings import VadOptions
+from pipeline.translation import target_language
 
 #: How a route takes its form model: multipart, as an upload needs (FastAPI's form default is
 #: url-encoded, which would describe the upload wrongly in the OpenAPI schema).
@@ -107,11 +108,30 @@ class TranscribeForm(_SpeakerCountForm):
     it and all before it are ready, then 'document'."""
     diarize: bool = False
     """Find who spoke: a speaker on each segment (and word), and each speaker's talk time."""
+    model: str | None = None
+    """A model name from GET /v1/models: a Whisper fine-tune's name (asr.adapters) decodes with
+    it; left out, the configured Whisper."""
+    translate_to: str | None = None
+    """Translate the segments into this language (ISO-639-1 code or English name) with the LLM:
+    the document gains 'translation', each segment's translation on its times, and ?format=srt
+    or vtt gives the translated subtitles. With stream=true, a 'translation' event follows each
+    segment as soon as it is translated."""
 
     _normalize_language = field_validator("language")(normalize_language)
+    _normalize_translate_to = field_validator("translate_to")(target_language)
 
-    def decode_options(self) -> DecodeOptions:
-        return DecodeOptions(task=self.task)
+    def decode_options(self, adapter: str | None = None) -> DecodeOptions:
+        """``adapter``: the Whisper LoRA adapter ``model`` selects."""
+        return DecodeOptions(task=self.task, adapter=adapter)
+
+    def check_format(self, fmt: str) -> None:
+        """``?format=`` renders the document, which a stream sends as events instead."""
+        if self.stream and fmt != "json":
+            raise InvalidParameter(
+                f"format={fmt} renders the finished document; stream=true sends events instead. "
+                "Leave out one of them.",
+                "format",
+            )
 
     def speaker_count(self) -> SpeakerCount | None:
         """How many speakers to find; None without diarize."""
@@ -138,6 +158,12 @@ class _OpenAIForm(_Form):
     """Extension: restore punctuation and casing with the LLM."""
     summarize: bool = False
     """Extension: add an LLM summary under the key 'summary'."""
+    translate_to: str | None = None
+    """Extension: translate into this language (ISO-639-1 code or English name) with the LLM. The
+    text, segments and subtitles of the answer are then the translation, on the source's times,
+    and the key 'translation' marks any segment that kept its source text, with the reason."""
+
+    _normalize_translate_to = field_validator("translate_to")(target_language)
 
 
 class TranscriptionForm(_OpenAIForm):
@@ -229,13 +255,14 @@ class TranscriptionForm(_OpenAIForm):
             return self.chunking_strategy.vad_options(configured or VadOptions())
         return None
 
-    def decode_options(self, prompt: str | None) -> DecodeOptions:
+    def decode_options(self, prompt: str | None, adapter: str | None = None) -> DecodeOptions:
         return DecodeOptions(
             task="transcribe",
             temperature=self.temperature,
             prompt=prompt,
             word_timestamps="word" in self.granularities,
             logprobs=self.logprobs,
+            adapter=adapter,
         )
 
 
@@ -246,5 +273,5 @@ class TranslationForm(_OpenAIForm):
         """None: OpenAI's translations take no chunking_strategy, so the service's VAD."""
         return None
 
-    def decode_options(self, prompt: str | None) -> DecodeOptions:
-        return DecodeOptions(task="translate", temperature=self.temperature, prompt=prompt)
+    def decode_options(self, prompt: str | None, adapter: str | None = None) -> DecodeOptions:
+        return DecodeOptions(task="translate", temperature=self.temperature, prompt=prompt, adapter=adapter)

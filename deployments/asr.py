@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -21,11 +22,22 @@ from pipeline.windows import Window
 
 
 @dataclass
-class _WindowRequest:
+class WindowRequest:
+    """One window waiting for a batch: its samples, where it sits, and how to decode it."""
+
     audio: np.ndarray
     window: Window
     language: str | None
     options: DecodeOptions
+
+
+def generate_calls(requests: Sequence[WindowRequest]) -> list[list[tuple[int, WindowRequest]]]:
+    """The requests of one batch (with their positions in it), grouped into ``generate`` calls:
+    windows decoded with the same options (task, temperature, prompt, word timestamps, logprobs,
+    adapter) share a call; languages may differ within one. A LoRA adapter is the model's state
+    for a whole call, so windows of different adapters never share one."""
+    indexed = sorted(enumerate(requests), key=lambda item: repr(item[1].options))
+    return [list(group) for _, group in groupby(indexed, key=lambda item: item[1].options)]
 
 
 @serve.deployment(name="asr")
@@ -49,29 +61,28 @@ class AsrDeployment(StageReplica):
         self._transcribe_batch.set_max_batch_size(batching.max_batch_size)  # type: ignore[attr-defined]
         self._transcribe_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
-    async def detect_language(self, audio: np.ndarray) -> str:
-        return await asyncio.to_thread(self.transcriber.detect_language, audio)
+    async def detect_language(self, audio: np.ndarray, adapter: str | None = None) -> str:
+        return await asyncio.to_thread(self.transcriber.detect_language, audio, adapter)
 
     async def transcribe(
         self, audio: np.ndarray, window: Window, language: str | None, options: DecodeOptions
     ) -> WindowTranscript:
         """Transcribe one window (``audio`` arrives resolved from the object store)."""
-        transcript = await self._transcribe_batch(_WindowRequest(audio, window, language, options))
+        transcript = await self._transcribe_batch(WindowRequest(audio, window, language, options))
         return transcript.model_copy(
             update={"replica_id": self.placement.replica_id, "node_id": self.placement.node_id}
         )
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
-    async def _transcribe_batch(self, requests: list[_WindowRequest]) -> list[WindowTranscript]:
-        # Windows decoded with the same options (task, temperature, prompt, word timestamps)
-        # share a generate call; languages may differ within one.
+    async def _transcribe_batch(self, requests: list[WindowRequest]) -> list[WindowTranscript]:
         results: dict[int, WindowTranscript] = {}
-        indexed = sorted(enumerate(requests), key=lambda item: repr(item[1].options))
-        for options, same_options in groupby(indexed, key=lambda item: item[1].options):
-            group = list(same_options)
+        for group in generate_calls(requests):
             windows = [WindowAudio(r.audio, r.window.start_s, r.window.index) for _, r in group]
             out = await asyncio.to_thread(
-                self.transcriber.transcribe, windows, language=[r.language for _, r in group], options=options
+                self.transcriber.transcribe,
+                windows,
+                language=[r.language for _, r in group],
+                options=group[0][1].options,
             )
             results.update(
                 {

@@ -34,6 +34,7 @@ from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.protocol import WindowProgress
 from deployments.speaker_branch import ChannelBranch, SpeakerBranch, speaker_branch
 from deployments.stage_calls import once_more_if_replica_died, stage_errors
+from deployments.translation_branch import TranslationBranch, with_translations
 from pipeline.decoding import DecodeOptions
 from pipeline.diarization import MAX_SPEAKERS, SpeakerCount
 from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
@@ -44,11 +45,13 @@ from pipeline.schemas import (
     StageNodes,
     StageTimings,
     TranscriptionResult,
+    TranslatedSegment,
     WindowTranscript,
 )
 from pipeline.settings import PipelineSettings, VadOptions
 from pipeline.speaker_assignment import assign_speakers, talk_time
 from pipeline.speaker_text import speaker_texts
+from pipeline.translation import translation_result
 from pipeline.windows import Window
 
 log = logging.getLogger("ray.serve")
@@ -58,7 +61,7 @@ UPLOAD_CHUNK_BYTES = 4 << 20
 Speakers = SpeakerBranch | ChannelBranch
 """A request's diarization branch: speakers by voice, or by channel."""
 
-GraphEvent = WindowProgress | WindowTranscript | TranscriptionResult
+GraphEvent = WindowProgress | WindowTranscript | TranslatedSegment | TranscriptionResult
 """What :meth:`TranscriptionGraph.run` yields; the last event is always the document."""
 
 
@@ -87,6 +90,8 @@ class TranscriptionRequest:
     """Known speakers' voice prints by name, to name the speakers found (with ``speakers``)."""
     speakers_by_channel: bool = False
     """With ``speakers``: one speaker per channel of the recording, not told apart by voice."""
+    translate_to: str | None = None
+    """Translate the segments into this language (a code) with the LLM stage; None: no translation."""
 
 
 class TranscriptionGraph:
@@ -153,7 +158,8 @@ class TranscriptionGraph:
     async def run(
         self, audio: PlannedAudio, request: TranscriptionRequest
     ) -> AsyncGenerator[GraphEvent, None]:
-        """Progress and windows as they finish, then the document."""
+        """Progress and windows as they finish (and their translated segments, when asked), then
+        the document."""
         windows: list[WindowTranscript] = []
         speakers = (
             speaker_branch(
@@ -166,20 +172,34 @@ class TranscriptionGraph:
             if request.speakers
             else None
         )
+        translation = (
+            TranslationBranch(
+                self.postprocess, request.translate_to, self.settings.llm.translation_context_segments
+            )
+            if request.translate_to
+            else None
+        )
         try:
             try:
                 # aclosing: a consumer that stops early closes the fan-out, which cancels its calls.
-                async with aclosing(self._windows(audio, request, speakers)) as events:
+                async with (
+                    aclosing(self._windows(audio, request, speakers)) as asr_events,
+                    aclosing(
+                        asr_events if translation is None else with_translations(asr_events, translation)
+                    ) as events,
+                ):
                     async for event in events:
                         if isinstance(event, WindowTranscript):
                             windows.append(event)
                         yield event
             finally:
                 audio.parts.cancel()
-            yield await self._document(audio, windows, request, speakers)
+            yield await self._document(audio, windows, request, speakers, translation)
         finally:
             if speakers is not None:
                 speakers.cancel()
+            if translation is not None:
+                translation.cancel()
 
     async def _windows(
         self, audio: PlannedAudio, request: TranscriptionRequest, speakers: Speakers | None
@@ -207,7 +227,9 @@ class TranscriptionGraph:
                             audio.preprocessed, audio.duration_s = time.perf_counter(), part.planned_to_s
                         if language is None and part.windows:
                             language = await once_more_if_replica_died(
-                                functools.partial(self.asr.detect_language.remote, part.samples[0]),
+                                functools.partial(
+                                    self.asr.detect_language.remote, part.samples[0], request.options.adapter
+                                ),
                                 "the language",
                                 responses,
                             )
@@ -249,6 +271,7 @@ class TranscriptionGraph:
         transcripts: list[WindowTranscript],
         request: TranscriptionRequest,
         speakers: Speakers | None,
+        translation: TranslationBranch | None = None,
     ) -> TranscriptionResult:
         segments = stitch_segments(transcripts)
         transcribed = time.perf_counter()
@@ -281,8 +304,11 @@ class TranscriptionGraph:
             preprocess_chunks_by_replica=dict(audio.parts.replicas),
             asr_windows_by_replica=dict(Counter(t.replica_id for t in transcripts if t.replica_id)),
             asr_largest_batch=max((t.batch_size for t in transcripts), default=0),
+            asr_windows_by_adapter=dict(Counter(t.adapter or "base" for t in transcripts)),
             nodes=nodes,
             diarization_s=diarized - transcribed,
+            translation_s=translation.wait_s if translation is not None else 0.0,
+            translation_calls=translation.calls if translation is not None else 0,
         )
         language = (
             transcripts[0].language
@@ -299,6 +325,11 @@ class TranscriptionGraph:
             models={"asr": self.settings.asr.model, "llm": self.settings.llm.model},
             request_id=request.request_id,
             speakers=talk,
+            translation=(
+                translation_result(translation.with_speakers(segments), translation.language)
+                if translation is not None
+                else None
+            ),
         )
 
     async def _postprocess(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import ray
-from fastapi import WebSocket
+from fastapi import Query, WebSocket
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.schema import ReplicaState
@@ -37,17 +37,24 @@ from deployments.graph import (
     PlannedAudio,
     TranscriptionGraph,
     TranscriptionRequest,
-    collect_document,
 )
 from deployments.http_app import ERROR_RESPONSES, api, openapi_with_api_key, request_id
-from deployments.http_errors import ModelNotFound
 from deployments.known_speakers import diarizes
 from deployments.metrics import IngressMetrics, count_fallbacks
 from deployments.openai_protocol import ModelCard, ModelList, TranscriptionJson, TranscriptionVerboseJson
 from deployments.protocol import HealthResponse, LivenessResponse, ModelsResponse, StageHealth
 from deployments.realtime import RealtimeSessions
 from deployments.request_log import note_request
-from deployments.responses import document_events, event_stream, openai_answer, openai_events
+from deployments.responses import (
+    DOCUMENT_FORMAT,
+    DocumentFormat,
+    document_answer,
+    document_events,
+    event_stream,
+    openai_answer,
+    openai_events,
+)
+from deployments.served_models import ServedModels
 from deployments.speaker_branch import diarize_audio, voice_prints
 from deployments.stage_calls import stage_errors
 from pipeline.decoding import DecodeOptions
@@ -104,8 +111,7 @@ class IngressDeployment:
         self.settings = settings
         self.api_settings = api_settings
         self.api_keys = api_keys_from(os.environ.get(api_settings.api_key_env))
-        diarizing = api_settings.diarize_model_aliases if diarization is not None else []
-        self.model_names = list(dict.fromkeys([*api_settings.model_aliases, settings.asr.model, *diarizing]))
+        self.models = ServedModels(settings.asr, api_settings, diarizing=diarization is not None)
         self.started_at = int(time.time())
         self.metrics = IngressMetrics()
         self.graph = TranscriptionGraph(
@@ -120,7 +126,7 @@ class IngressDeployment:
         )
         self.live = RealtimeSessions(preprocess, asr, realtime, settings.asr.default_language)
         keys = "required" if self.api_keys else "not required"
-        log.info("ingress ready; models %s; API key %s", self.model_names, keys)
+        log.info("ingress ready; models %s; API key %s", self.models.names, keys)
 
     # --- the document route -------------------------------------------------------------------
 
@@ -130,21 +136,26 @@ class IngressDeployment:
         responses=_DOCUMENT_RESPONSES,
         summary="Transcribe an audio file (segments, punctuated text, summary)",
     )
-    async def transcribe(self, form: Annotated[TranscribeForm, MULTIPART]) -> Any:
+    async def transcribe(
+        self,
+        form: Annotated[TranscribeForm, MULTIPART],
+        format: Annotated[DocumentFormat, Query(description=DOCUMENT_FORMAT)] = "json",
+    ) -> Any:
+        form.check_format(format)
         request = TranscriptionRequest(
             form.language,
-            form.decode_options(),
+            form.decode_options(self.models.adapter(form.model)),
             form.punctuate,
             form.summarize,
             request_id(),
             speakers=self._speakers(form.speaker_count()),
             speakers_by_channel=form.multichannel,
+            translate_to=form.translate_to,
         )
         events = self._run(await self._audio(form, request), request)
         if form.stream:
             return event_stream(document_events(events), openai=False, request_id=request.request_id)
-        result, _ = await collect_document(events)
-        return result
+        return await document_answer(events, format)
 
     # --- OpenAI's audio API -------------------------------------------------------------------
 
@@ -155,7 +166,7 @@ class IngressDeployment:
         summary="Transcribe audio (OpenAI-compatible)",
     )
     async def openai_transcriptions(self, form: Annotated[TranscriptionForm, MULTIPART]) -> Response:
-        options = form.decode_options(self._prompt(form.prompt))
+        options = form.decode_options(self._prompt(form.prompt), self.models.adapter(form.model))
         return await self._openai(form, form.language, options, form.granularities, form.stream)
 
     @api.post(
@@ -165,7 +176,7 @@ class IngressDeployment:
         summary="Translate audio into English text (OpenAI-compatible)",
     )
     async def openai_translations(self, form: Annotated[TranslationForm, MULTIPART]) -> Response:
-        options = form.decode_options(self._prompt(form.prompt))
+        options = form.decode_options(self._prompt(form.prompt), self.models.adapter(form.model))
         return await self._openai(form, None, options, frozenset(), stream=False)
 
     async def _openai(
@@ -176,7 +187,7 @@ class IngressDeployment:
         granularities: frozenset[str],
         stream: bool,
     ) -> Response:
-        model = self._model(form.model)
+        model = self.models.resolve(form.model)
         known = form.known_speakers() if isinstance(form, TranscriptionForm) else {}
         diarize = diarizes(model, self.api_settings.diarize_model_aliases, form.response_format, known)
         request = TranscriptionRequest(
@@ -188,6 +199,7 @@ class IngressDeployment:
             vad=form.vad_options(self.settings.audio.vad_options()),
             speakers=self._speakers(SpeakerCount() if diarize else None),
             known_voices=await voice_prints(self.stages["diarization"], known) if known else None,
+            translate_to=form.translate_to,
         )
         events = self._run(await self._audio(form, request), request)
         if stream:
@@ -196,6 +208,7 @@ class IngressDeployment:
                 punctuate=form.punctuate,
                 summarize=form.summarize,
                 diarized=form.response_format == "diarized_json",
+                translated_to=form.translate_to,
             )
             return event_stream(named, openai=True, request_id=request.request_id)
         return await openai_answer(
@@ -247,7 +260,7 @@ class IngressDeployment:
         summary="The model names requests may use (OpenAI's list shape)",
     )
     async def list_models(self) -> ModelList:
-        return ModelList(data=[self._card(name) for name in self.model_names])
+        return ModelList(data=[self._card(name) for name in self.models.names])
 
     @api.get(
         "/v1/models/{model_id:path}",
@@ -256,7 +269,7 @@ class IngressDeployment:
         summary="One model name (404 model_not_found when the service does not serve it)",
     )
     async def get_model(self, model_id: str) -> ModelCard:
-        return self._card(self._model(model_id))
+        return self._card(self.models.resolve(model_id))
 
     # --- the graph, for every route -----------------------------------------------------------
 
@@ -298,16 +311,6 @@ class IngressDeployment:
 
     def _card(self, name: str) -> ModelCard:
         return ModelCard(id=name, created=self.started_at)
-
-    def _model(self, name: str | None) -> str:
-        if name is None or name.strip() == "":
-            return self.settings.asr.model
-        if name not in self.model_names:
-            raise ModelNotFound(
-                f"The model {name[:200]!r} does not exist here. Use one of "
-                f"{', '.join(self.model_names)} (see GET /v1/models)."
-            )
-        return name
 
     def _prompt(self, prompt: str | None) -> str | None:
         limit = self.api_settings.max_prompt_chars

@@ -195,10 +195,13 @@ class PostprocessMetrics:
         self.model_load_seconds = model_load_seconds("postprocess")
 
     def record_result(self, result: PostprocessResult) -> None:
-        for direction, tokens in (("input", result.tokens_in), ("output", result.tokens_out)):
+        self.record_tokens(result.tokens_in, result.tokens_out)
+        count_fallbacks(self.fallbacks, result)
+
+    def record_tokens(self, tokens_in: int, tokens_out: int) -> None:
+        for direction, tokens in (("input", tokens_in), ("output", tokens_out)):
             if tokens > 0:
                 self.llm_tokens.inc(tokens, tags={"direction": direction})
-        count_fallbacks(self.fallbacks, result)
 
 
 class RealtimeMetrics:

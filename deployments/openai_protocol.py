@@ -5,7 +5,10 @@ and free of Ray, so the shapes are tested without a cluster. Field names and typ
 official ``openai`` SDK's types (``Transcription``, ``TranscriptionVerbose``,
 ``TranscriptionTextDeltaEvent``, ...): the SDK parses every answer into those. Post-processing
 results (``punctuation``, ``summary``) are extra keys, present only when a request asked for them,
-so a plain OpenAI request gets a plain OpenAI answer.
+so a plain OpenAI request gets a plain OpenAI answer. With ``translate_to`` (an extension) the
+answer is in the language asked for: ``text``, the segments and the subtitles are the
+translation's, on the source's times, and the extra key ``translation`` marks each segment that
+kept its source text, with the reason.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.formats import to_srt, to_vtt
+from pipeline.formats import subtitle_segments, to_srt, to_vtt
 from pipeline.languages import language_name
 from pipeline.schemas import (
     PunctuationResult,
@@ -23,6 +26,7 @@ from pipeline.schemas import (
     SummaryResult,
     TokenLogprob,
     TranscriptionResult,
+    TranslationResult,
     Word,
 )
 
@@ -54,6 +58,9 @@ class _Postprocessed(_Body):
     """Only when ``punctuate`` was asked for: whether ``text`` is the LLM's punctuated text."""
     summary: SummaryResult | None = None
     """Only when ``summarize`` was asked for: the summary, or why there is none."""
+    translation: TranslationResult | None = None
+    """Only with ``translate_to``: the translation segment by segment (``text`` and the segments
+    of the answer are already translated), with each segment that kept its source text marked."""
 
 
 class TranscriptionJson(_Postprocessed):
@@ -144,7 +151,10 @@ class ModelList(_Body):
 
 
 def output_text(result: TranscriptionResult) -> str:
-    """The punctuated text when punctuation was asked for and applied, else Whisper's text."""
+    """The translation when one was asked for; else the punctuated text when punctuation was asked
+    for and applied, else Whisper's text."""
+    if result.translation is not None:
+        return result.translation.text
     punctuated = result.punctuation.text
     return punctuated if result.punctuation.applied and punctuated is not None else result.text
 
@@ -153,6 +163,7 @@ def _postprocessed(result: TranscriptionResult, punctuate: bool, summarize: bool
     return {
         "punctuation": result.punctuation if punctuate else None,
         "summary": result.summary if summarize else None,
+        "translation": result.translation,
     }
 
 
@@ -171,12 +182,21 @@ def diarized_segments(result: TranscriptionResult) -> list[DiarizedSegment]:
         DiarizedSegment(
             id=f"seg_{s.id}", start=s.start, end=s.end, speaker=s.speaker or "A", text=s.text.strip()
         )
-        for s in result.segments
+        for s in subtitle_segments(result)
     ]
 
 
-def verbose_segment(segment: Segment) -> VerboseSegment:
-    return VerboseSegment.model_validate(segment.model_dump(exclude={"words", "window"}))
+def verbose_segment(segment: Segment, text: str | None = None) -> VerboseSegment:
+    """``segment`` in OpenAI's shape; with ``text``, its translation in place of its text."""
+    body = segment.model_dump(exclude={"words", "window"})
+    return VerboseSegment.model_validate(body if text is None else {**body, "text": text})
+
+
+def verbose_segments(result: TranscriptionResult) -> list[VerboseSegment]:
+    if result.translation is None:
+        return [verbose_segment(s) for s in result.segments]
+    translated = {t.id: t.text for t in result.translation.segments}
+    return [verbose_segment(s, translated.get(s.id, s.text)) for s in result.segments]
 
 
 def render_openai(
@@ -193,9 +213,9 @@ def render_openai(
     if response_format == "text":
         return output_text(result) + "\n"
     if response_format == "srt":
-        return to_srt(result.segments)
+        return to_srt(subtitle_segments(result))
     if response_format == "vtt":
-        return to_vtt(result.segments)
+        return to_vtt(subtitle_segments(result))
     extra = _postprocessed(result, punctuate, summarize)
     if response_format == "diarized_json":
         return _dump(
@@ -217,7 +237,7 @@ def render_openai(
         language=language_name(result.language),
         duration=result.duration_s,
         text=output_text(result),
-        segments=[verbose_segment(s) for s in result.segments] if with_segments else None,
+        segments=verbose_segments(result) if with_segments else None,
         words=[w for s in result.segments for w in s.words] if "word" in granularities else None,
         usage=_usage(result),
         **extra,

@@ -2,8 +2,9 @@
 
 The graph yields one stream of events for every route (progress, windows in order, then the
 document); this module turns it into the document route's events (``progress``, ``segment``,
-``document``), OpenAI's stream (``transcript.text.delta`` per segment, then
-``transcript.text.done``), or one answer in the asked ``response_format``.
+``translation``, ``document``), OpenAI's stream (``transcript.text.delta`` per segment, or per
+translated segment with ``translate_to``, then ``transcript.text.done``), or one answer in the
+asked ``response_format``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
+from typing import Literal
 
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -29,11 +31,19 @@ from deployments.openai_protocol import (
 )
 from deployments.protocol import WindowProgress, error_body
 from pipeline.errors import SpeechgraphError
-from pipeline.schemas import TranscriptionResult, WindowTranscript
+from pipeline.formats import render
+from pipeline.schemas import TranscriptionResult, TranslatedSegment, WindowTranscript
+from pipeline.translation import segment_joiner
 
 log = logging.getLogger("ray.serve")
 
 NamedEvents = AsyncIterator[tuple[str, BaseModel]]
+
+DocumentFormat = Literal["json", "text", "srt", "vtt"]
+DOCUMENT_FORMAT = (
+    "json (the document), text, srt or vtt (subtitles; the translation's, on the same times, "
+    "with translate_to). Not with stream=true, which sends the document's events."
+)
 
 
 def event_stream(events: NamedEvents, *, openai: bool, request_id: str | None) -> StreamingResponse:
@@ -67,7 +77,8 @@ def event_stream(events: NamedEvents, *, openai: bool, request_id: str | None) -
 
 async def document_events(events: AsyncGenerator[GraphEvent]) -> NamedEvents:
     """``progress`` as each window finishes, ``segment`` as soon as it and every segment before
-    it are ready (with its id in the document), then ``document``."""
+    it are ready (with its id in the document), ``translation`` as soon as a segment's translation
+    is (with ``translate_to``; the source segment's id, in order), then ``document``."""
     next_id = 0
     async with aclosing(events):
         async for event in events:
@@ -77,24 +88,40 @@ async def document_events(events: AsyncGenerator[GraphEvent]) -> NamedEvents:
                 for segment in sorted(event.segments, key=lambda s: (s.start, s.end)):
                     yield "segment", segment.model_copy(update={"id": next_id})
                     next_id += 1
+            elif isinstance(event, TranslatedSegment):
+                yield "translation", event
             else:
                 yield "document", event
 
 
 async def openai_events(
-    events: AsyncGenerator[GraphEvent], *, punctuate: bool, summarize: bool, diarized: bool = False
+    events: AsyncGenerator[GraphEvent],
+    *,
+    punctuate: bool,
+    summarize: bool,
+    diarized: bool = False,
+    translated_to: str | None = None,
 ) -> NamedEvents:
     """A ``transcript.text.delta`` per finished segment, in order, then ``transcript.text.done``.
     Segments finish a window at a time (one batched decode), and windows come in order. When
-    ``diarized``, each ``transcript.text.segment`` (with its speaker) comes before the done event:
-    speakers are known once the whole file is heard."""
+    ``translated_to`` (a language code), the deltas are the translated segments', each as soon as
+    it is translated.
+    When ``diarized``, each ``transcript.text.segment`` (with its speaker) comes before the done
+    event: speakers are known once the whole file is heard."""
     sent = False
     async with aclosing(events):
         async for event in events:
-            if isinstance(event, WindowTranscript):
-                for segment in sorted(event.segments, key=lambda s: (s.start, s.end)):
-                    text = segment.text if sent else segment.text.lstrip()  # as the document's text
-                    if text:
+            if isinstance(event, WindowTranscript | TranslatedSegment):
+                if isinstance(event, TranslatedSegment) != (translated_to is not None):
+                    continue
+                pieces = (
+                    [segment_joiner(translated_to or "") + event.text.strip()]
+                    if isinstance(event, TranslatedSegment)
+                    else [s.text for s in sorted(event.segments, key=lambda s: (s.start, s.end))]
+                )
+                for piece in pieces:
+                    text = piece if sent else piece.lstrip()  # as the document's text
+                    if text.strip():
                         sent = True
                         yield "delta", TextDeltaEvent(delta=text)
             elif isinstance(event, TranscriptionResult):
@@ -106,6 +133,7 @@ async def openai_events(
                         text=output_text(event),
                         punctuation=event.punctuation if punctuate else None,
                         summary=event.summary if summarize else None,
+                        translation=event.translation,
                     ),
                 )
 
@@ -133,3 +161,13 @@ async def openai_answer(
     if isinstance(body, dict):
         return JSONResponse(body)
     return PlainTextResponse(body, media_type=MEDIA_TYPES[response_format])
+
+
+async def document_answer(
+    events: AsyncGenerator[GraphEvent], fmt: DocumentFormat
+) -> Response | TranscriptionResult:
+    """The document route's answer: the document, or it rendered as text or subtitles."""
+    result, _ = await collect_document(events)
+    if fmt == "json":
+        return result
+    return PlainTextResponse(render(result, fmt), media_type=MEDIA_TYPES[fmt])

@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     tx.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
     tx.add_argument("--no-punctuate", dest="punctuate", action="store_false", help="skip LLM punctuation")
     tx.add_argument("--no-summarize", dest="summarize", action="store_false", help="skip the LLM summary")
+    tx.add_argument(
+        "--translate-to",
+        metavar="LANG",
+        help="translate the segments into LANG with the LLM (code or English name); "
+        "--format srt/vtt then writes the translated subtitles",
+    )
     tx.add_argument("--format", choices=FORMATS, default="json")
     tx.add_argument(
         "--output-dir",
@@ -58,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
     cl.add_argument("--no-punctuate", dest="punctuate", action="store_false")
     cl.add_argument("--no-summarize", dest="summarize", action="store_false")
+    cl.add_argument(
+        "--translate-to", metavar="LANG", help="translate into LANG with the LLM (srt/vtt: translated)"
+    )
     cl.add_argument(
         "--formats",
         default="json,srt,vtt",
@@ -109,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                     task=args.task,
                     punctuate=args.punctuate,
                     summarize=args.summarize,
+                    translate_to=args.translate_to,
                     progress=progress,
                 )
             except (SpeechgraphError, FileNotFoundError) as exc:
@@ -156,6 +166,7 @@ def _client(args: argparse.Namespace) -> int:
                     task=args.task,
                     punctuate=args.punctuate,
                     summarize=args.summarize,
+                    translate_to=args.translate_to,
                     api_key=args.api_key,
                     progress=progress,
                 )

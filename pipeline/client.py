@@ -38,6 +38,7 @@ def transcribe_remote(
     task: str = "transcribe",
     punctuate: bool = True,
     summarize: bool = True,
+    translate_to: str | None = None,
     api_key: str | None = None,
     progress: ProgressCallback | None = None,
     timeout_s: float = 3600,
@@ -49,6 +50,7 @@ def transcribe_remote(
         "summarize": str(summarize).lower(),
         "stream": "true",
         **({"language": language} if language else {}),
+        **({"translate_to": translate_to} if translate_to else {}),
     }
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with (

@@ -25,3 +25,8 @@ class DecodeOptions:
     logprobs: bool = False
     """Also return each text token's log-probability (read from the scoring pass that already runs).
     Part of the options, so only windows that all ask for it, or all do not, share a generate call."""
+    adapter: str | None = None
+    """The LoRA adapter (a name in ``AsrSettings.adapters``) that decodes the window; ``None``: the
+    base model (or, when one adapter is merged at start, the merged model, the only one served).
+    Part of the options, so windows of different adapters never share a generate call: the active
+    adapter is the model's state for a whole call."""

@@ -12,6 +12,7 @@ from pipeline.schemas import (
     StageTimings,
     Task,
     TranscriptionResult,
+    TranslationResult,
     WindowTranscript,
 )
 
@@ -41,6 +42,7 @@ def build_document(
     models: dict[str, str],
     request_id: str | None = None,
     speakers: list[SpeakerTalk] | None = None,
+    translation: TranslationResult | None = None,
 ) -> TranscriptionResult:
     return TranscriptionResult(
         request_id=request_id,
@@ -55,4 +57,5 @@ def build_document(
         real_time_factor=round(timings.total_s / duration_s, 4) if duration_s > 0 else 0.0,
         models=models,
         speakers=speakers,
+        translation=translation,
     )

@@ -14,6 +14,13 @@ from pipeline.long_audio import plan_in_chunks
 from pipeline.postprocess import PostProcessor
 from pipeline.schemas import StageTimings, Task, TranscriptionResult, WindowTranscript
 from pipeline.settings import PipelineSettings
+from pipeline.translation import (
+    Translator,
+    sources,
+    target_language,
+    translated_segments,
+    translation_result,
+)
 from pipeline.vad import SpeechDetector
 from pipeline.whisper import WhisperTranscriber, WindowAudio
 
@@ -28,7 +35,9 @@ class InProcessPipeline:
         self.settings = settings
         self.transcriber = WhisperTranscriber(settings.asr)
         self.detector = SpeechDetector(settings.audio) if settings.audio.vad else None
-        self.postprocessor = PostProcessor(settings.llm, load_chat_backend(settings.llm))
+        backend = load_chat_backend(settings.llm)
+        self.postprocessor = PostProcessor(settings.llm, backend)
+        self.translator = Translator(settings.llm, backend)
 
     def transcribe(
         self,
@@ -38,10 +47,13 @@ class InProcessPipeline:
         task: Task = "transcribe",
         punctuate: bool = True,
         summarize: bool = True,
+        translate_to: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> TranscriptionResult:
+        """``translate_to``: a language code or English name to translate the segments into."""
         started = time.perf_counter()
         language = normalize_language(language) or self.settings.asr.default_language
+        target = target_language(translate_to)
         rate = self.transcriber.sample_rate
         # Planned a chunk at a time (as the service plans a file), so a long file is never held
         # whole, and each batch is transcribed as soon as its windows are final.
@@ -66,12 +78,18 @@ class InProcessPipeline:
         segments = stitch_segments(results)
         transcribed = time.perf_counter()
 
+        translation = None
+        if target is not None:
+            answer = self.translator.translate(sources(segments), target)
+            translation = translation_result(translated_segments(segments, answer.segments), target)
+        translated = time.perf_counter()
         post = self.postprocessor.run(transcript_text(segments), punctuate=punctuate, summarize=summarize)
         finished = time.perf_counter()
         timings = StageTimings(
             preprocess_s=preprocessed - started,
             asr_s=transcribed - preprocessed,
-            postprocess_s=finished - transcribed,
+            postprocess_s=finished - translated,
+            translation_s=translated - transcribed,
             total_s=finished - started,
             windows=windows,
         )
@@ -83,4 +101,5 @@ class InProcessPipeline:
             post=post,
             timings=timings,
             models={"asr": self.settings.asr.model, "llm": self.settings.llm.model},
+            translation=translation,
         )

@@ -99,6 +99,9 @@ class WindowTranscript(_Schema):
     """The cluster node of that replica (filled in by the service)."""
     batch_size: int = 1
     """Windows in the ``generate`` call that decoded it (the service batches across requests)."""
+    adapter: str | None = None
+    """The LoRA adapter that decoded the window (merged at start, or chosen by the request);
+    ``None``: the base model."""
 
 
 class SpeakerPoint(_Schema):
@@ -240,6 +243,14 @@ class StageTimings(_Schema):
     diarization_s: float = 0.0
     """From the last window transcribed until the speakers were known (``diarize=true``): what
     diarization adds to the wall time, since each window's embeddings are taken beside its ASR."""
+    translation_s: float = 0.0
+    """From the last window transcribed until the last segment was translated (``translate_to``):
+    what translation adds to the wall time, since segments are translated as their windows end."""
+    translation_calls: int = 0
+    """Calls to the LLM stage that translated this file's segments (each with every segment final
+    since the call before, in batches that fit the LLM's context)."""
+    asr_windows_by_adapter: dict[str, int] = Field(default_factory=dict)
+    """How many of the file's windows each Whisper LoRA adapter decoded (``base``: no adapter)."""
 
 
 class ModelInfo(_Schema):
@@ -296,6 +307,70 @@ class DiarizationResult(_Schema):
     """Wall-clock seconds the request took."""
 
 
+TranslationFallback = Literal["no_text", "no_line", "empty_line", "llm_unavailable"]
+"""Why a segment kept its source text instead of a translation, as a fixed code."""
+
+
+class TranslationSource(_Schema):
+    """A segment sent to the LLM stage for translation: its id in the document and its text."""
+
+    id: int
+    text: str
+
+
+class SegmentTranslation(_Schema):
+    """One segment's translation as the LLM stage answers it."""
+
+    id: int
+    """The source segment's id in the document."""
+    text: str
+    """The translation; the source text when not translated."""
+    translated: bool
+    reason: str | None = None
+    """Why the source text was kept (the LLM's answer had no line for it, or an empty one, ...)."""
+    fallback: TranslationFallback | None = None
+    """``reason`` as a fixed code."""
+
+
+class TranslationBatch(_Schema):
+    """What one translation call of the LLM stage answers: a translation per segment sent, in order."""
+
+    segments: list[SegmentTranslation]
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class TranslatedSegment(_Schema):
+    """A segment in the language asked for, with its source segment's id, times and speaker."""
+
+    id: int
+    """The source segment's id in the document."""
+    start: float
+    end: float
+    text: str
+    """The translation; the source text when not translated (``translated`` false, with ``reason``)."""
+    translated: bool
+    speaker: str | None = None
+    reason: str | None = None
+    """Why the source text was kept."""
+    fallback: TranslationFallback | None = None
+    """``reason`` as a fixed code."""
+
+
+class TranslationResult(_Schema):
+    """The transcript in another language, segment by segment, with the source's timing."""
+
+    language: str
+    """The language translated into (a code, as ``language``)."""
+    text: str
+    """The translated segments' text joined."""
+    segments: list[TranslatedSegment]
+    """One per segment of the document, in its order; a segment that could not be translated is
+    there with its source text, marked (never dropped)."""
+    untranslated: int = 0
+    """How many segments kept their source text."""
+
+
 class TranscriptionResult(_Schema):
     """The whole document for one audio file."""
 
@@ -316,3 +391,5 @@ class TranscriptionResult(_Schema):
     """Model name per stage."""
     speakers: list[SpeakerTalk] | None = None
     """Who spoke, in order of first appearance, with their talk time (``diarize=true`` only)."""
+    translation: TranslationResult | None = None
+    """The segments in the language asked for (``translate_to`` only)."""

@@ -9,11 +9,12 @@ errors, named by pydantic, so a typo in a config never silently falls back to a 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class _Settings(BaseModel):
@@ -94,6 +95,10 @@ class AudioSettings(_Settings):
         )
 
 
+#: An adapter's name: it travels in requests and URLs, and keys peft's module dicts (no dots).
+_ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
 class AsrSettings(_Settings):
     """The Whisper stage."""
 
@@ -121,6 +126,62 @@ class AsrSettings(_Settings):
     ``torch.cuda.set_per_process_memory_fraction``. ``None``: the replica's ``num_gpus`` share.
     The app builder refuses a fraction above the share: Ray's GPU fractions are logical, and
     this cap is what keeps a replica out of the memory of the one sharing its GPU."""
+
+    adapters: dict[str, str] = Field(default_factory=dict)
+    """Fine-tunes of ``model`` served as LoRA adapters, chosen per request: name -> a local folder
+    or Hub id of a peft LoRA adapter (``adapter_config.json`` and its weights) trained on ``model``,
+    or ``tiny-random-lora-a`` / ``-b`` (generated, for the ``tiny-random`` Whispers). All load at
+    start, beside the base model, which stays available; switching costs no reload, and windows
+    of different adapters are decoded in separate ``generate`` calls. A name is letters, digits,
+    ``-`` and ``_`` (it travels in requests, and peft keys its weights by it), and is not ``model``."""
+
+    merge_adapter: str | None = None
+    """The name of the one adapter in ``adapters`` to merge into Whisper's weights at start: every
+    window is then decoded by that fine-tune, with no per-token LoRA cost and no per-request choice
+    (one fine-tune serving all traffic, such as call triage). No other adapter may be listed beside
+    it: each was trained on the base weights, which merging replaces."""
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_names_are_plain(cls, adapters: dict[str, str]) -> dict[str, str]:
+        for name, source in adapters.items():
+            if not _ADAPTER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"asr.adapters: name {name!r} must start with a letter or digit and hold only "
+                    "letters, digits, '-' and '_'"
+                )
+            if not source.strip():
+                raise ValueError(f"asr.adapters: adapter {name!r} needs a folder or Hub id")
+            if name == "base":
+                raise ValueError(
+                    "asr.adapters: 'base' is reserved (it names the model without an adapter in "
+                    "timings.asr_windows_by_adapter); give the adapter another name"
+                )
+        return adapters
+
+    @model_validator(mode="after")
+    def _adapters_fit_the_model(self) -> AsrSettings:
+        if self.model in self.adapters:
+            raise ValueError(
+                f"asr.adapters: an adapter is named {self.model!r}, the name of asr.model; "
+                "give it a name of its own, so a request for either is unambiguous"
+            )
+        if self.merge_adapter is None:
+            return self
+        if self.merge_adapter not in self.adapters:
+            raise ValueError(
+                f"asr.merge_adapter: {self.merge_adapter!r} is not one of asr.adapters "
+                f"({', '.join(self.adapters) or 'none listed'}); list it there with its folder or Hub id"
+            )
+        others = sorted(set(self.adapters) - {self.merge_adapter})
+        if others:
+            raise ValueError(
+                f"asr.merge_adapter: {self.merge_adapter!r} is merged into the weights, so "
+                f"asr.adapters may list only it, not also {', '.join(others)}: those were trained "
+                "on the base weights, which merging replaces. Serve them from another deployment, "
+                "or leave merge_adapter out to choose adapters per request."
+            )
+        return self
 
 
 class LlmSettings(_Settings):
@@ -153,6 +214,18 @@ class LlmSettings(_Settings):
     max_summary_tokens: int = Field(384, ge=16)
     """Tokens the summary may use."""
 
+    translation_batch_segments: int = Field(40, ge=1, le=500)
+    """Most segments translated in one LLM call (fewer when they would not fit
+    ``max_input_tokens``): numbered lines the LLM must give back one for one."""
+
+    translation_context_segments: int = Field(3, ge=0, le=50)
+    """Source segments before a batch shown to the LLM with it, not translated, so that a batch
+    starting mid-conversation keeps its pronouns and terms."""
+
+    translation_token_ratio: float = Field(2.5, ge=1, le=10)
+    """Output tokens allowed per input token of a batch: room for target languages that take
+    more tokens than the source (or scripts the tokenizer splits finely)."""
+
     gpu_memory_fraction: float | None = Field(None, gt=0, le=1)
     """The most of one GPU's memory a replica may use: vLLM's ``gpu_memory_utilization``, or for
     transformers the cap set with ``torch.cuda.set_per_process_memory_fraction`` at replica start.
@@ -165,7 +238,7 @@ class LlmSettings(_Settings):
     the replica's GPU share, so vLLM never takes memory beyond the fraction Ray gave the replica."""
 
     vllm_options: dict[str, Any] = Field(default_factory=dict)
-    """Extra keyword arguments for ``vllm.LLM`` (e.g. ``max_model_len``). Not
+    """Extra keyword arguments for vLLM's ``AsyncEngineArgs`` (e.g. ``max_model_len``). Not
     ``gpu_memory_utilization``: that is ``gpu_memory_fraction``, checked against the GPU share."""
 
     @field_validator("vllm_options")

@@ -11,13 +11,16 @@ with the very same ``from_pretrained`` calls as ``openai/whisper-*`` and a chat 
   ``<|startoflm|>``, ``<|startofprev|>``, ``<|nocaptions|>``, ``<|notimestamps|>`` and the 1501
   timestamp tokens ``<|0.00|>`` .. ``<|30.00|>``; and a generation config with ``lang_to_id``,
   ``task_to_id``, ``no_timestamps_token_id``, alignment heads and suppress lists;
-* a causal LM (Llama architecture) with a byte-level BPE tokenizer and a ChatML chat template.
+* a causal LM (Llama architecture) with a byte-level BPE tokenizer and a ChatML chat template;
+* LoRA adapters for those Whispers, as peft saves them (``pipeline.tiny_lora``).
 
 Their text output is meaningless: they exist to exercise structure, timing and limits.
 
-``python -m pipeline.tiny_models DIR`` writes both; model names ``tiny-random`` (and
+``python -m pipeline.tiny_models DIR`` writes them all; model names ``tiny-random`` (and
 ``tiny-random-whisper-tiny-shape``, a Whisper of whisper-tiny's dimensions for benchmarks) in a
-config resolve to a cached copy through :func:`resolve_model_path`.
+config resolve to a cached copy through :func:`resolve_model_path`, and adapter names
+``tiny-random-lora-a`` and ``-b`` to one generated for the configured Whisper through
+:func:`resolve_adapter_path`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.tiny_llm import write_tiny_llm
+from pipeline.tiny_lora import LORA_SEEDS, write_tiny_lora
 from pipeline.tiny_whisper import WHISPER_SHAPES, write_tiny_whisper
 
 #: Bump when the generated format changes, so stale caches are regenerated.
@@ -45,15 +49,16 @@ def cache_dir() -> Path:
     return Path(root) / f"tiny-models-v{FORMAT_VERSION}"
 
 
-def _generated(name: str, writer) -> Path:
-    """Generate a model once into the cache; safe when several replicas start at once."""
+def _generated(name: str, writer, config: str = "config.json") -> Path:
+    """Generate a model once into the cache (``config`` names the file a finished one holds);
+    safe when several replicas start at once."""
     target = cache_dir() / name
-    if (target / "config.json").exists():
+    if (target / config).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "config.json").exists():
+        if not (target / config).exists():
             tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
             try:
                 writer(tmp)
@@ -91,12 +96,43 @@ def resolve_model_path(name: str, kind: str) -> str:
     raise ValueError(f"unknown model kind {kind!r}")
 
 
+def resolve_adapter_path(name: str, whisper: str) -> str:
+    """Map a configured LoRA adapter to something peft loads, for the Whisper named ``whisper``.
+
+    ``tiny-random-lora-<label>`` generates (once) adapter ``label`` for that tiny Whisper's shape
+    and returns its cached folder; anything else (a local folder or a hub id) is returned unchanged.
+    """
+    if not is_tiny(name):
+        return name
+    prefix = f"{TINY_PREFIX}-lora-"
+    label = name[len(prefix) :] if name.startswith(prefix) else ""
+    if label not in LORA_SEEDS:
+        raise ValueError(
+            f"unknown tiny adapter {name!r}; use one of: {', '.join(prefix + known for known in LORA_SEEDS)}"
+        )
+    if not is_tiny(whisper):
+        raise ValueError(
+            f"the tiny adapter {name!r} fits only the generated tiny-random Whispers, not {whisper!r}"
+        )
+    base = Path(resolve_model_path(whisper, "whisper"))
+    return str(
+        _generated(
+            f"{base.name}-lora-{label}",
+            lambda d: write_tiny_lora(d, base, label, whisper),
+            config="adapter_config.json",
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.tiny_models",
-        description="Write small random-weight Whisper and LLM checkpoints (deterministic).",
+        description="Write small random-weight Whisper and LLM checkpoints, and LoRA adapters for the "
+        "Whisper (deterministic).",
     )
-    parser.add_argument("dir", type=Path, help="output folder; gets whisper/ and llm/ inside")
+    parser.add_argument(
+        "dir", type=Path, help="output folder; gets whisper/, llm/ and whisper-lora-<a|b>/ inside"
+    )
     parser.add_argument(
         "--whisper-shape",
         choices=sorted(WHISPER_SHAPES),
@@ -106,7 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     whisper = write_tiny_whisper(args.dir / "whisper", args.whisper_shape)
     llm = write_tiny_llm(args.dir / "llm")
-    print(f"wrote {whisper}\nwrote {llm}")
+    whisper_name = TINY_PREFIX if args.whisper_shape == "tiny" else f"{TINY_PREFIX}-{args.whisper_shape}"
+    adapters = [
+        write_tiny_lora(args.dir / f"whisper-lora-{label}", whisper, label, whisper_name)
+        for label in LORA_SEEDS
+    ]
+    print("\n".join(f"wrote {path}" for path in [whisper, llm, *adapters]))
 
 
 if __name__ == "__main__":

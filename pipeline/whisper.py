@@ -10,6 +10,9 @@ The encoder runs once per batch and its output is shared by language detection, 
 and the scoring pass of ``pipeline.whisper_scoring`` (``avg_logprob``, ``no_speech_prob`` and,
 when asked, token logprobs). Word timestamps come from transformers' token timestamps: dynamic
 time warping over the cross-attention of the checkpoint's alignment heads.
+
+Fine-tunes served as LoRA adapters (``pipeline.whisper_adapters``) are chosen per call: the
+encoder pass, ``generate`` and the scoring pass of a batch all run with its adapter.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from pipeline.devices import (
 from pipeline.schemas import ModelInfo, Segment, Task, WindowTranscript, Word
 from pipeline.settings import AsrSettings, memory_fraction
 from pipeline.tiny_models import resolve_model_path
-from pipeline.whisper_scoring import WhisperScorer
+from pipeline.whisper_adapters import WhisperAdapters
+from pipeline.whisper_scoring import WhisperScorer, WindowScore
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +80,10 @@ class WhisperTranscriber:
         )
         self.dtype = resolve_dtype(settings.dtype, self.device, torch.float16)
         self.processor = WhisperProcessor.from_pretrained(path)
-        self.model = WhisperForConditionalGeneration.from_pretrained(path, dtype=self.dtype)
-        self.model.to(self.device).eval()  # type: ignore[arg-type]  # `to` is @wraps-decorated: mypy sees it unbound
+        model = WhisperForConditionalGeneration.from_pretrained(path, dtype=self.dtype)
+        model.to(self.device).eval()  # type: ignore[arg-type]  # `to` is @wraps-decorated: mypy sees it unbound
+        self.adapters = WhisperAdapters(model, settings, self.device)
+        self.model = self.adapters.model
         self.tokenizer = self.processor.tokenizer
         self.sample_rate = self.processor.feature_extractor.sampling_rate
         # One config for every call: max_new_tokens replaces the checkpoint's max_length.
@@ -126,10 +132,12 @@ class WhisperTranscriber:
         return self.model.get_encoder()(features), mask
 
     @torch.inference_mode()
-    def detect_language(self, audio: np.ndarray) -> str:
-        """Whisper's most likely language for a window of audio."""
-        encoded, _ = self._encode([audio])
-        return self._detect(encoded)[0]
+    def detect_language(self, audio: np.ndarray, adapter: str | None = None) -> str:
+        """Whisper's most likely language for a window of audio, as ``adapter`` hears it (``None``:
+        the base model)."""
+        with self.adapters.selected(adapter):
+            encoded, _ = self._encode([audio])
+            return self._detect(encoded)[0]
 
     def _detect(self, encoded) -> list[str]:
         ids = self.model.detect_language(encoder_outputs=encoded, generation_config=self.generation_config)
@@ -147,13 +155,55 @@ class WhisperTranscriber:
         """Transcribe windows in one batched ``generate`` call.
 
         ``language`` is one code for all windows, one per window, or ``None`` to detect it per
-        window. ``options`` (task, temperature, prompt, word timestamps, logprobs) apply to every
-        window; ``task`` is a shorthand when only the task differs from the defaults. Segment ids
+        window. ``options`` (task, temperature, prompt, word timestamps, logprobs, adapter) apply to
+        every window; ``task`` is a shorthand when only the task differs from the defaults. Segment ids
         are per window (0-based); the document renumbers them.
         """
         options = options or DecodeOptions(task=task)
-        if not windows:
-            return []
+        with self.adapters.selected(options.adapter) as adapter:
+            if not windows:
+                return []
+            languages, output, scores, token_logprobs = self._decode(windows, language, options)
+        results = []
+        for row, (raw, w, lang, (avg_logprob, no_speech_prob)) in enumerate(
+            zip(output["segments"], windows, languages, scores, strict=True)
+        ):
+            kept = self._segments(raw, w, options)
+            segments = [segment for _, segment in kept]
+            logprobs = (
+                self.scorer.text_token_logprobs(
+                    [r for r, _ in kept], output["sequences"][row], token_logprobs[row]
+                )
+                if options.logprobs
+                else None
+            )
+            ratio = round(compression_ratio("".join(s.text for s in segments)), 4)
+            segments = [
+                s.model_copy(
+                    update={
+                        "avg_logprob": avg_logprob,
+                        "no_speech_prob": no_speech_prob,
+                        "compression_ratio": ratio,
+                    }
+                )
+                for s in segments
+            ]
+            results.append(
+                WindowTranscript(
+                    window=w.index, language=lang, segments=segments, logprobs=logprobs, adapter=adapter
+                )
+            )
+        return results
+
+    def _decode(
+        self,
+        windows: Sequence[WindowAudio],
+        language: str | Sequence[str | None] | None,
+        options: DecodeOptions,
+    ) -> tuple[list[str], dict, list[WindowScore], torch.Tensor]:
+        """The model's part of ``transcribe``, run with the batch's adapter: the encoder once,
+        language detection where none is given, ``generate`` and the scoring pass. Returns each
+        window's language, ``generate``'s output, and the scoring pass's scores and logprobs."""
         encoded, mask = self._encode([w.audio for w in windows])
         requested = (
             [language] * len(windows) if language is None or isinstance(language, str) else list(language)
@@ -180,34 +230,7 @@ class WhisperTranscriber:
         )
         prefix_len = (0 if prompt_ids is None else len(prompt_ids)) + 3  # <|sot|><|lang|><|task|>
         scores, token_logprobs = self.scorer.score(encoded, output["sequences"], prefix_len)
-        results = []
-        for row, (raw, w, lang, (avg_logprob, no_speech_prob)) in enumerate(
-            zip(output["segments"], windows, languages, scores, strict=True)
-        ):
-            kept = self._segments(raw, w, options)
-            segments = [segment for _, segment in kept]
-            logprobs = (
-                self.scorer.text_token_logprobs(
-                    [r for r, _ in kept], output["sequences"][row], token_logprobs[row]
-                )
-                if options.logprobs
-                else None
-            )
-            ratio = round(compression_ratio("".join(s.text for s in segments)), 4)
-            segments = [
-                s.model_copy(
-                    update={
-                        "avg_logprob": avg_logprob,
-                        "no_speech_prob": no_speech_prob,
-                        "compression_ratio": ratio,
-                    }
-                )
-                for s in segments
-            ]
-            results.append(
-                WindowTranscript(window=w.index, language=lang, segments=segments, logprobs=logprobs)
-            )
-        return results
+        return languages, output, scores, token_logprobs
 
     def _prompt_ids(self, prompt: str | None) -> torch.Tensor | None:
         """``<|startofprev|>`` and the prompt's last tokens: as many as Whisper's context leaves

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import ray
 import requests
+import srt
+import webvtt
 from audio_files import encode, not_audio_samples, speech_and_silence, video_only_mp4
 from conftest import SHARED_AUDIO, TEST_MAX_DURATION_S, TEST_MAX_UPLOAD_MB, clips, tiny_settings
 from ray import serve
@@ -105,6 +107,66 @@ def test_stream_sends_progress_and_segments_before_the_same_document(graph):
     assert {k: v for k, v in streamed.items() if k not in ignore} == {
         k: v for k, v in plain.items() if k not in ignore
     }
+
+
+def test_translate_to_streams_each_translation_and_renders_translated_subtitles(graph):
+    data = encode(speech_and_silence("jfk", 3.0, "jfk", 3.0, "jfk"), 16000, "flac")  # 3 windows
+    fields = dict(language="en", punctuate="false", summarize="false", translate_to="Spanish")
+    with requests.post(
+        f"{graph}/v1/transcribe",
+        files={"file": ("three.flac", data)},
+        data={**fields, "stream": "true"},
+        stream=True,
+        timeout=120,
+    ) as r:
+        assert r.status_code == 200, r.text
+        events = list(sse_events(r))
+    names = [name for name, _ in events]
+    document = events[-1][1]
+    translated = [body for name, body in events if name == "translation"]
+    assert document["translation"]["language"] == "es"
+    assert translated == document["translation"]["segments"], "streamed as in the document"
+    assert [(t["id"], t["start"], t["end"]) for t in translated] == [
+        (s["id"], s["start"], s["end"]) for s in document["segments"]
+    ]
+    assert max(i for i, n in enumerate(names) if n == "translation") < names.index("document")
+    for t in translated:  # the random LLM: each segment translated, or kept and marked with why
+        assert t["translated"] or (t["reason"] and t["fallback"])
+    assert document["timings"]["translation_calls"] >= 1
+    subtitles = requests.post(
+        f"{graph}/v1/transcribe?format=srt", files={"file": ("three.flac", data)}, data=fields, timeout=120
+    )
+    assert subtitles.status_code == 200 and subtitles.headers["content-type"].startswith("text/plain")
+    cues = list(srt.parse(subtitles.text))
+    assert [c.content for c in cues] == [t["text"].strip() for t in translated]
+    assert [c.start.total_seconds() for c in cues] == [
+        pytest.approx(t["start"], abs=1e-3) for t in translated
+    ]
+    source = requests.post(
+        f"{graph}/v1/transcribe?format=vtt",
+        files={"file": ("three.flac", data)},
+        data={**fields, "translate_to": ""},
+        timeout=120,
+    )
+    captions = webvtt.from_string(source.text)
+    assert [c.text for c in captions] == [s["text"].strip() for s in document["segments"]], "no translation"
+
+
+@pytest.mark.parametrize(
+    ("query", "fields", "param"),
+    [
+        ("", {"translate_to": "klingon"}, "translate_to"),
+        ("?format=srt", {"stream": "true"}, "format"),
+        ("?format=docx", {}, "format"),
+    ],
+)
+def test_bad_translation_and_format_requests_are_400_naming_the_parameter(graph, query, fields, param):
+    data = (SHARED_AUDIO / "jfk.wav").read_bytes()
+    r = requests.post(
+        f"{graph}/v1/transcribe{query}", files={"file": ("jfk.wav", data)}, data=fields, timeout=60
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param and r.json()["error"]["message"]
 
 
 def test_language_and_task_are_honoured(graph):

@@ -234,6 +234,46 @@ def test_stream_refuses_subtitle_formats(client):
     assert info.value.body["param"] == "stream"
 
 
+# --- translation into any language (extension: translate_to) ---------------------------------
+
+
+def test_translate_to_answers_in_that_language_on_the_sources_cues(client):
+    spoken = transcribe(client, response_format="verbose_json")
+    source = spoken.segments
+    verbose = transcribe(client, response_format="verbose_json", extra_body={"translate_to": "German"})
+    assert isinstance(verbose, TranscriptionVerbose) and verbose.language == spoken.language, "as spoken"
+    translation = verbose.model_extra["translation"]
+    assert translation["language"] == "de" and verbose.text == translation["text"]
+    assert [(s.start, s.end) for s in verbose.segments] == [(s.start, s.end) for s in source]
+    assert [t["id"] for t in translation["segments"]] == [s.id for s in source]
+    assert [s.text for s in verbose.segments] == [t["text"] for t in translation["segments"]]
+    for t in translation["segments"]:  # random LLM: what came back is marked, never dropped
+        assert t["translated"] or (t["reason"] and t["fallback"])
+    cues = list(srt.parse(transcribe(client, response_format="srt", extra_body={"translate_to": "de"})))
+    assert [(c.start.total_seconds(), c.end.total_seconds(), c.content) for c in cues] == [
+        (pytest.approx(t["start"], abs=1e-3), pytest.approx(t["end"], abs=1e-3), t["text"].strip())
+        for t in translation["segments"]
+    ]
+    vtt = transcribe(client, response_format="vtt", extra_body={"translate_to": "de"})
+    captions = webvtt.from_buffer(io.StringIO(vtt)).captions
+    assert [c.text for c in captions] == [t["text"].strip() for t in translation["segments"]]
+    plain = transcribe(client)
+    assert "translation" not in (plain.model_extra or {}), "no extra key unless asked"
+
+
+def test_translate_to_streams_the_translated_text(client):
+    long = encode(speech_and_silence("jfk", 3.0, "jfk"), 16000, "flac")  # 2 windows
+    events = list(
+        transcribe(client, file=audio(long, "long.flac"), stream=True, extra_body={"translate_to": "fr"})
+    )
+    deltas = [e for e in events if isinstance(e, TranscriptionTextDeltaEvent)]
+    done = events[-1]
+    assert isinstance(done, TranscriptionTextDoneEvent)
+    translation = done.model_extra["translation"]
+    assert [d.delta.strip() for d in deltas] == [t["text"].strip() for t in translation["segments"]]
+    assert "".join(d.delta for d in deltas) == done.text == translation["text"]
+
+
 # --- post-processing through extra_body ------------------------------------------------------
 
 
@@ -275,6 +315,7 @@ def test_unknown_model_is_404_and_never_loaded(client, name):
         ({"temperature": 1.5}, "temperature"),
         ({"temperature": -0.1}, "temperature"),
         ({"language": "klingon"}, "language"),
+        ({"extra_body": {"translate_to": "klingon"}}, "translate_to"),
         ({"timestamp_granularities": ["sentence"]}, "timestamp_granularities[]"),
     ],
 )
@@ -477,3 +518,89 @@ def test_readme_client_example_runs_as_written(graph):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip(), "prints the transcript"
+
+
+# --- Whisper fine-tunes as LoRA adapters: a third application ---------------------------------
+
+ADAPTERS = {"calls": "tiny-random-lora-a", "meetings": "tiny-random-lora-b"}
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(graph):
+    """The graph again at /fine-tuned, its Whisper with two LoRA adapters (generated: random
+    weights in peft's format, loaded by peft as a real adapter is)."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    args = graph_args()
+    args["asr"]["adapters"] = ADAPTERS
+    d = args["deployments"]
+    for stage in ("ingress", "preprocess", "asr", "postprocess"):
+        d[stage].pop("autoscaling_config", None)
+        d[stage]["num_replicas"] = 1
+        d[stage]["ray_actor_options"].update(num_cpus=0.1, num_gpus=0)
+    serve.run(build_app(args), name="fine-tuned", route_prefix="/fine-tuned", blocking=False)
+    url = f"{graph}/fine-tuned"
+    wait_healthy(url)
+    yield url
+    serve.delete("fine-tuned")
+
+
+def adapted(url: str, model: str | None, data: bytes = JFK) -> dict:
+    fields = {"language": "en", "punctuate": "false", "summarize": "false"}
+    r = requests.post(
+        f"{url}/v1/transcribe",
+        files={"file": ("jfk.wav", data)},
+        data={**fields, **({"model": model} if model else {})},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def tokens(doc: dict) -> list[list[int]]:
+    return [s["tokens"] for s in doc["segments"]]
+
+
+def test_each_adapter_is_a_model_that_decodes_with_its_fine_tune(fine_tuned):
+    client = openai.OpenAI(base_url=f"{fine_tuned}/v1", api_key="unused", max_retries=0, timeout=120)
+    assert [m.id for m in client.models.list()] == ["whisper-1", "tiny-random", "calls", "meetings"]
+    docs = {model: adapted(fine_tuned, model) for model in (None, "whisper-1", "calls", "meetings")}
+    windows = docs[None]["timings"]["windows"]
+    for model, adapter in [
+        (None, "base"),
+        ("whisper-1", "base"),
+        ("calls", "calls"),
+        ("meetings", "meetings"),
+    ]:
+        assert docs[model]["timings"]["asr_windows_by_adapter"] == {adapter: windows}, model
+    assert tokens(docs[None]) == tokens(docs["whisper-1"]), "the base model stays available"
+    assert tokens(docs["calls"]) != tokens(docs[None]) and tokens(docs["meetings"]) != tokens(docs[None])
+    assert tokens(docs["calls"]) != tokens(docs["meetings"]), "each name its own adapter"
+    verbose = transcribe(client, model="calls", response_format="verbose_json", language="en")
+    assert [s.tokens for s in verbose.segments] == tokens(docs["calls"]), "the same on OpenAI's route"
+    with pytest.raises(openai.NotFoundError) as info:
+        transcribe(client, model="sales")
+    assert info.value.code == "model_not_found" and info.value.body["param"] == "model"
+    assert "calls" in info.value.body["message"], "the error lists the names to use"
+
+
+def test_mixed_adapter_traffic_decodes_each_request_with_its_own(fine_tuned):
+    alone = {model: tokens(adapted(fine_tuned, model)) for model in ("calls", "meetings", "whisper-1")}
+    models = ["calls", "meetings", "whisper-1"] * 3
+    docs: dict[int, dict] = {}
+
+    def send(i: int) -> None:
+        docs[i] = adapted(fine_tuned, models[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(models))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert len(docs) == len(models)
+    for i, model in enumerate(models):
+        assert tokens(docs[i]) == alone[model], f"request {i} ({model}) decoded as it is alone"
+        used = docs[i]["timings"]["asr_windows_by_adapter"]
+        assert list(used) == ["base" if model == "whisper-1" else model], used

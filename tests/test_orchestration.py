@@ -73,7 +73,7 @@ class FakeAsr:
         self.detect_language = FakeMethod(self._detect)
         self.transcribe = FakeMethod(self._transcribe)
 
-    async def _detect(self, samples) -> str:
+    async def _detect(self, samples, adapter: str | None = None) -> str:
         return "de"
 
     async def _transcribe(
