@@ -1,7 +1,13 @@
 """Translation and Whisper's LoRA adapters: what each costs. Each part prints a table and writes its
 own section of BENCHMARKS.md.
 
+    .venv/bin/python bench/translate.py translation [--minutes 10] [--runs 3]
     .venv/bin/python bench/translate.py adapters [--windows 16] [--runs 3]
+
+``translation``: the wall time that ``translate_to`` adds to a long file through the graph (one
+local Ray cluster serving ``configs/tiny.yaml`` with the benchmark Whisper of ``bench.harness``
+and the tiny random LLM), requests with and without it alternating, ``--runs`` of each; and, on
+one streamed request, how soon the first translated segment comes after the first segment.
 
 ``adapters``: ASR throughput (windows/s) of an in-process ``WhisperTranscriber`` (the benchmark
 Whisper of ``bench.harness``, on CPU, no Ray) serving two generated LoRA adapters
@@ -28,7 +34,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import BENCH_DECODE_TOKENS, BENCH_WHISPER, CLIP, ROOT, machine, write_section
+from bench.harness import (
+    BENCH_DECODE_TOKENS,
+    BENCH_WHISPER,
+    CLIP,
+    ROOT,
+    URL,
+    bench_args,
+    config_line,
+    machine,
+    models_line,
+    serve_and_measure,
+    speech,
+    wav_bytes,
+    write_section,
+)
 
 #: The windows of one ``@serve.batch`` call of the ASR deployment (its default ``max_batch_size``).
 BATCH = 8
@@ -190,6 +210,97 @@ def adapters_main(opts: argparse.Namespace) -> int:
     return 0
 
 
+def _transcribe(data: bytes, **form: str) -> tuple[float, dict]:
+    import requests
+
+    started = time.perf_counter()
+    fields = {"language": "en", "punctuate": "false", "summarize": "false", **form}
+    r = requests.post(f"{URL}/v1/transcribe", files={"file": ("talk.wav", data)}, data=fields, timeout=7200)
+    r.raise_for_status()
+    return time.perf_counter() - started, r.json()
+
+
+def _first_events(data: bytes, language: str) -> dict[str, float]:
+    """Seconds from the request to the first ``segment`` and the first ``translation`` event."""
+    import requests
+
+    from pipeline.client import sse_events
+
+    started, first = time.perf_counter(), dict[str, float]()
+    fields = {"language": "en", "punctuate": "false", "summarize": "false", "stream": "true"}
+    with requests.post(
+        f"{URL}/v1/transcribe",
+        files={"file": ("talk.wav", data)},
+        data={**fields, "translate_to": language},
+        stream=True,
+        timeout=7200,
+    ) as r:
+        r.raise_for_status()
+        for name, _ in sse_events(r):
+            first.setdefault(name, time.perf_counter() - started)
+    return first
+
+
+def translation_main(opts: argparse.Namespace) -> int:
+    data = wav_bytes(speech(opts.minutes * 60))
+    measured: dict = {"plain": [], "translated": [], "added": [], "calls": [], "docs": []}
+
+    def work() -> list[float]:
+        for _ in range(opts.runs):
+            plain_s, _ = _transcribe(data)
+            translated_s, doc = _transcribe(data, translate_to=opts.language)
+            measured["plain"].append(plain_s)
+            measured["translated"].append(translated_s)
+            measured["added"].append(doc["timings"]["translation_s"])
+            measured["calls"].append(doc["timings"]["translation_calls"])
+            measured["docs"].append(doc)
+        measured["first"] = _first_events(data, opts.language)
+        return []
+
+    serve_and_measure(
+        bench_args(), work, warmup=lambda: _transcribe(wav_bytes(speech(20)), translate_to="de")
+    )
+    plain, translated = statistics.median(measured["plain"]), statistics.median(measured["translated"])
+    doc = measured["docs"][-1]
+    segments, untranslated = len(doc["segments"]), doc["translation"]["untranslated"]
+    first = measured["first"]
+    lines = [
+        "## Translation by the LLM stage (`bench/translate.py translation`)",
+        "",
+        f"Measured {datetime.date.today().isoformat()}. {machine()}",
+        config_line(ROOT / "configs" / "tiny.yaml"),
+        models_line() + " The random LLM's answers are noise, generated greedily up to each call's budget "
+        "(`llm.translation_token_ratio` x the batch's input tokens) unless an end token comes first.",
+        f"Command: `.venv/bin/python bench/translate.py translation --minutes {opts.minutes:g} "
+        f"--runs {opts.runs}`",
+        "",
+        f"A {doc['duration_s'] / 60:.0f}-minute file (the shared `jfk.wav` clip between pauses of "
+        f"0.6-12 s; {doc['timings']['windows']} windows, {segments} segments) through `/v1/transcribe`, "
+        f"with and without `translate_to={opts.language}`, alternating, {opts.runs} runs each "
+        "(punctuation and summary off):",
+        "",
+        "| request | wall s (median) | runs |",
+        "| --- | ---: | --- |",
+        f"| transcription | {plain:.1f} | {', '.join(f'{x:.1f}' for x in measured['plain'])} |",
+        f"| transcription + translation | {translated:.1f} | "
+        f"{', '.join(f'{x:.1f}' for x in measured['translated'])} |",
+        "",
+        f"- Wall time added by translation: {translated - plain:+.1f} s ({translated / plain - 1:+.0%}); "
+        f"`timings.translation_s` (after the last window): median "
+        f"{statistics.median(measured['added']):.1f} s; translation calls per file: "
+        f"{', '.join(str(c) for c in measured['calls'])} (segments final while a call runs go in the next).",
+        f"- Segments that kept their source text (the random LLM's answers have no numbered lines): "
+        f"{untranslated} of {segments}, each marked with its reason.",
+        f"- Streamed (`stream=true`): first `segment` event {first.get('segment', float('nan')):.1f} s "
+        f"after the request, first `translation` event {first.get('translation', float('nan')):.1f} s, "
+        f"the `document` {first.get('document', float('nan')):.1f} s.",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    write_section(opts.out, "translation", text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -200,6 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     adapters.add_argument("--runs", type=int, default=3, help="runs per scenario (default: %(default)s)")
     adapters.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     adapters.set_defaults(run=adapters_main)
+    translation = parts.add_parser("translation", help="wall time added by translate_to, through the graph")
+    translation.add_argument("--minutes", type=float, default=10, help="file length (default: %(default)s)")
+    translation.add_argument(
+        "--runs", type=int, default=3, help="requests of each kind (default: %(default)s)"
+    )
+    translation.add_argument("--language", default="de", help="translate_to (default: %(default)s)")
+    translation.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    translation.set_defaults(run=translation_main)
     opts = parser.parse_args(argv)
     return opts.run(opts)
 

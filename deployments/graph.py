@@ -39,15 +39,8 @@ from pipeline.decoding import DecodeOptions
 from pipeline.diarization import MAX_SPEAKERS, SpeakerCount
 from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
 from pipeline.errors import ChannelCountError, InvalidParameter
-from pipeline.schemas import (
-    PostprocessResult,
-    SpeakerText,
-    StageNodes,
-    StageTimings,
-    TranscriptionResult,
-    TranslatedSegment,
-    WindowTranscript,
-)
+from pipeline.llm_results import PostprocessResult, SpeakerText, TranslatedSegment
+from pipeline.schemas import StageNodes, StageTimings, TranscriptionResult, WindowTranscript
 from pipeline.settings import PipelineSettings, VadOptions
 from pipeline.speaker_assignment import assign_speakers, talk_time
 from pipeline.speaker_text import speaker_texts

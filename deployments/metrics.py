@@ -7,7 +7,7 @@ Serve's own ``ray_serve_*`` series. Ray prefixes every name with ``ray_`` and ad
 counters: ``speechgraph_requests`` is scraped as ``ray_speechgraph_requests_total``.
 
 Labels stay bounded: routes are the API's route templates, statuses are HTTP codes, reasons are
-the fixed codes of :data:`pipeline.schemas.FallbackReason`; never request ids, file names or
+the fixed codes of :data:`pipeline.llm_results.FallbackReason`; never request ids, file names or
 languages. Each stage builds its metrics in its replica's ``__init__`` (Serve adds its labels only
 inside a replica).
 """
@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 from ray.serve.metrics import Counter, Gauge, Histogram
 
-from pipeline.schemas import PostprocessResult, StageTimings
+from pipeline.llm_results import PostprocessResult
+from pipeline.schemas import StageTimings
 
 #: Seconds, from a short clip's preprocessing to an hour-long file end to end.
 SECONDS_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]

@@ -20,15 +20,8 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.formats import subtitle_segments, to_srt, to_vtt
 from pipeline.languages import language_name
-from pipeline.schemas import (
-    PunctuationResult,
-    Segment,
-    SummaryResult,
-    TokenLogprob,
-    TranscriptionResult,
-    TranslationResult,
-    Word,
-)
+from pipeline.llm_results import PunctuationResult, SummaryResult, TranslationResult
+from pipeline.schemas import Segment, TokenLogprob, TranscriptionResult, Word
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 Granularity = Literal["word", "segment"]

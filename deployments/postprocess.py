@@ -13,8 +13,9 @@ from deployments.metrics import PostprocessMetrics
 from deployments.placement import assigned_gpu_share
 from deployments.stage import StageReplica
 from pipeline.llm import ChatBackend, ChatOutput, Conversation, load_chat_backend
+from pipeline.llm_results import PostprocessResult, SpeakerText, TranslationBatch, TranslationSource
 from pipeline.postprocess import PostProcessor
-from pipeline.schemas import ModelInfo, PostprocessResult, SpeakerText, TranslationBatch, TranslationSource
+from pipeline.schemas import ModelInfo
 from pipeline.settings import LlmSettings
 from pipeline.translation import Translator
 

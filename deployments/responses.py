@@ -32,7 +32,8 @@ from deployments.openai_protocol import (
 from deployments.protocol import WindowProgress, error_body
 from pipeline.errors import SpeechgraphError
 from pipeline.formats import render
-from pipeline.schemas import TranscriptionResult, TranslatedSegment, WindowTranscript
+from pipeline.llm_results import TranslatedSegment
+from pipeline.schemas import TranscriptionResult, WindowTranscript
 from pipeline.translation import segment_joiner
 
 log = logging.getLogger("ray.serve")

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.stage_calls import once_more_if_replica_died, stage_errors
-from pipeline.schemas import Segment, TranslatedSegment, TranslationBatch, WindowTranscript
+from pipeline.llm_results import TranslatedSegment, TranslationBatch
+from pipeline.schemas import Segment, WindowTranscript
 from pipeline.translation import sources, translated_segments, untranslated_segments
 
 log = logging.getLogger("ray.serve")

@@ -5,16 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.schemas import (
-    PostprocessResult,
-    Segment,
-    SpeakerTalk,
-    StageTimings,
-    Task,
-    TranscriptionResult,
-    TranslationResult,
-    WindowTranscript,
-)
+from pipeline.llm_results import PostprocessResult, TranslationResult
+from pipeline.schemas import Segment, SpeakerTalk, StageTimings, Task, TranscriptionResult, WindowTranscript
 
 #: The document's language when nothing was given and there was no speech to detect it from.
 NO_SPEECH_LANGUAGE = "en"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from pipeline.schemas import Segment, TranscriptionResult, TranslatedSegment
+from pipeline.llm_results import TranslatedSegment
+from pipeline.schemas import Segment, TranscriptionResult
 
 
 class Cue(Protocol):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from pipeline import speaker_text as st
-from pipeline.schemas import (
+from pipeline.llm_results import (
     FallbackReason,
     PostprocessResult,
     PunctuationResult,

@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from pipeline.schemas import PunctuationResult, Segment, SpeakerPoint, SpeakerText
+from pipeline.llm_results import PunctuationResult, SpeakerPoint, SpeakerText
+from pipeline.schemas import Segment
 
 WordCheck = Callable[[str, str], str | None]
 """``(original, candidate)`` -> ``None`` when both have the same words, else the first difference."""

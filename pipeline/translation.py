@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 
 from pipeline.errors import InvalidParameter
 from pipeline.languages import CODES_BY_NAME, LANGUAGES, language_name
-from pipeline.schemas import (
-    Segment,
+from pipeline.llm_results import (
     SegmentTranslation,
     TranslatedSegment,
     TranslationBatch,
     TranslationResult,
     TranslationSource,
 )
+from pipeline.schemas import Segment
 from pipeline.settings import LlmSettings
 
 if TYPE_CHECKING:  # the backend is passed in: this module runs no model itself

@@ -68,10 +68,11 @@ def test_assembled_conversations_within_10_percent_der(diarizing_graph, names):
 
 
 def test_the_transcript_carries_speakers_and_their_talk_time(diarizing_graph):
+    form = {"diarize": "true", "max_speakers": "3", "punctuate": "false", "summarize": "false"}
     r = requests.post(
         f"{diarizing_graph}/v1/transcribe",
         files={"file": ("sample.wav", SAMPLE.read_bytes())},
-        data={"diarize": "true", "max_speakers": "3", "punctuate": "false", "summarize": "false"},
+        data={**form, "translate_to": "de"},
         timeout=300,
     )
     assert r.status_code == 200, r.text
@@ -82,6 +83,8 @@ def test_the_transcript_carries_speakers_and_their_talk_time(diarizing_graph):
     assert doc["segments"] and all(s["speaker"] in speakers for s in doc["segments"])
     timings = doc["timings"]
     assert 0 <= timings["diarization_s"] < timings["total_s"]
+    translated = doc["translation"]["segments"]
+    assert [(t["id"], t["speaker"]) for t in translated] == [(s["id"], s["speaker"]) for s in doc["segments"]]
     plain = requests.post(
         f"{diarizing_graph}/v1/transcribe",
         files={"file": ("sample.wav", SAMPLE.read_bytes())},

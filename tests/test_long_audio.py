@@ -1,9 +1,9 @@
 """Long audio through the graph: an hour of speech and silences cut in chunks across two
 preprocess replicas and fanned out over two ASR replicas (with the driver's memory watched
-meanwhile); windows streamed before the last chunk is planned; the transcript of a chunked file
-equal to the in-process runner's, which plans the whole file at once; a preprocess replica killed
-mid-file; two hours of compressed silence decoded in bounded memory; and ten minutes of silence
-that never reaches Whisper."""
+meanwhile); windows, and their translations, streamed before the last chunk is planned; the
+transcript of a chunked file equal to the in-process runner's, which plans the whole file at once;
+a preprocess replica killed mid-file; two hours of compressed silence decoded in bounded memory;
+and ten minutes of silence that never reaches Whisper."""
 
 from __future__ import annotations
 
@@ -149,7 +149,13 @@ def test_segments_stream_before_the_last_chunk_is_planned(long_graph):
     with requests.post(
         f"{long_graph}/v1/transcribe",
         files={"file": ("twenty.flac", data)},
-        data={"language": "en", "punctuate": "false", "summarize": "false", "stream": "true"},
+        data={
+            "language": "en",
+            "punctuate": "false",
+            "summarize": "false",
+            "stream": "true",
+            "translate_to": "fr",
+        },
         stream=True,
         timeout=600,
     ) as r:
@@ -162,6 +168,11 @@ def test_segments_stream_before_the_last_chunk_is_planned(long_graph):
         i for i, (event, body) in enumerate(events) if event == "progress" and body["planning_done"]
     )
     assert first_segment < planning_done, "a segment went out while later chunks were being decoded"
+    # Translated chunk by chunk as the windows end, not once the whole file is known.
+    assert kinds.index("translation") < planning_done, "a translation went out before the file was planned"
+    document = events[-1][1]
+    translated = [body for event, body in events if event == "translation"]
+    assert [t["id"] for t in translated] == [s["id"] for s in document["segments"]]
     planned = [body["audio_planned_s"] for event, body in events if event == "progress"]
     assert planned == sorted(planned) and planned[-1] == pytest.approx(1200, abs=1)
     # Chunks are scanned four at a time over two replicas and finish in any order: the first part

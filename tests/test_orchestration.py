@@ -30,7 +30,8 @@ from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.protocol import WindowProgress
 from pipeline.decoding import DecodeOptions
 from pipeline.errors import InvalidParameter, NotAudio
-from pipeline.schemas import PostprocessResult, PunctuationResult, Segment, SummaryResult, WindowTranscript
+from pipeline.llm_results import PostprocessResult, PunctuationResult, SummaryResult
+from pipeline.schemas import Segment, WindowTranscript
 from pipeline.settings import PipelineSettings
 from pipeline.speech_windows import ChunkSpeech
 from pipeline.windows import Window, plan_speech_windows

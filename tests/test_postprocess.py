@@ -9,6 +9,7 @@ import re
 import pytest
 
 from pipeline.llm import ChatOutput, Conversation, TransformersChat
+from pipeline.llm_results import SpeakerPoint, SpeakerText
 from pipeline.postprocess import (
     REDUCE_PROMPT,
     SUMMARY_PROMPT,
@@ -18,7 +19,7 @@ from pipeline.postprocess import (
     parse_summary,
     word_difference,
 )
-from pipeline.schemas import Segment, SpeakerPoint, SpeakerText
+from pipeline.schemas import Segment
 from pipeline.settings import LlmSettings
 from pipeline.speaker_text import (
     PUNCTUATE_TURNS_PROMPT,

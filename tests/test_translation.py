@@ -24,14 +24,8 @@ from deployments.graph import TranscriptionGraph
 from pipeline.errors import InvalidParameter
 from pipeline.formats import render
 from pipeline.llm import ChatOutput
-from pipeline.schemas import (
-    Segment,
-    TranscriptionResult,
-    TranslatedSegment,
-    TranslationBatch,
-    TranslationSource,
-    WindowTranscript,
-)
+from pipeline.llm_results import TranslatedSegment, TranslationBatch, TranslationSource
+from pipeline.schemas import Segment, TranscriptionResult, WindowTranscript
 from pipeline.settings import LlmSettings
 from pipeline.translation import Translator, numbered_lines, target_language, translated_segments
 
