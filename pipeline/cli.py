@@ -16,6 +16,7 @@ from tqdm import tqdm
 from pipeline.errors import SpeechgraphError
 from pipeline.formats import FORMATS, render
 from pipeline.settings import PipelineSettings, load_pipeline_settings
+from pipeline.translation import target_language
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     tx.add_argument("--no-summarize", dest="summarize", action="store_false", help="skip the LLM summary")
     tx.add_argument(
         "--translate-to",
+        type=_language,
         metavar="LANG",
         help="translate the segments into LANG with the LLM (code or English name); "
         "--format srt/vtt then writes the translated subtitles",
@@ -65,7 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--no-punctuate", dest="punctuate", action="store_false")
     cl.add_argument("--no-summarize", dest="summarize", action="store_false")
     cl.add_argument(
-        "--translate-to", metavar="LANG", help="translate into LANG with the LLM (srt/vtt: translated)"
+        "--translate-to",
+        type=_language,
+        metavar="LANG",
+        help="translate into LANG with the LLM (srt/vtt: translated)",
     )
     cl.add_argument(
         "--formats",
@@ -75,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--output-dir", type=Path, help="where to write <name>.<format> (default: next to FILE)")
     cl.add_argument("--jobs", type=int, default=4, help="files sent at once (default: %(default)s)")
     return parser
+
+
+def _language(text: str) -> str | None:
+    try:
+        return target_language(text)
+    except SpeechgraphError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _speed(text: str) -> float:

@@ -56,6 +56,26 @@ def test_writes_srt_and_vtt_next_to_each_other(tmp_path):
         assert [c.text for c in vtt] == [s["text"].strip() for s in doc["segments"]]
 
 
+def test_translates_into_the_language_asked_for(tmp_path):
+    out = run_cli(
+        str(SHARED_AUDIO / "jfk.flac"),
+        "--config",
+        "configs/tiny.yaml",
+        "--no-punctuate",
+        "--no-summarize",
+        "--translate-to",
+        "German",
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["translation"]["language"] == "de"
+    assert [(t["start"], t["end"]) for t in doc["translation"]["segments"]] == [
+        (s["start"], s["end"]) for s in doc["segments"]
+    ]
+    bad = run_cli(str(SHARED_AUDIO / "jfk.flac"), "--config", "configs/tiny.yaml", "--translate-to", "elvish")
+    assert bad.returncode == 2 and "--translate-to" in bad.stderr and "elvish" in bad.stderr
+
+
 def test_bad_file_fails_with_a_message(tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("not audio at all\n" * 20)
