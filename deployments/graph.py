@@ -21,25 +21,24 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from deployments.audio_parts import AudioParts, PlannedAudio, PlanProgress
 from deployments.audio_plan import AudioPart, Upload
+from deployments.graph_request import GraphEvent, TranscriptionRequest, UploadedFile
 from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.protocol import WindowProgress
 from deployments.speaker_branch import ChannelBranch, SpeakerBranch, speaker_branch
 from deployments.stage_calls import once_more_if_replica_died, stage_errors
 from deployments.translation_branch import TranslationBranch, with_translations
-from pipeline.decoding import DecodeOptions
-from pipeline.diarization import MAX_SPEAKERS, SpeakerCount
+from pipeline.diarization import MAX_SPEAKERS
 from pipeline.document import NO_SPEECH_LANGUAGE, build_document, stitch_segments, transcript_text
 from pipeline.errors import ChannelCountError, InvalidParameter
-from pipeline.llm_results import PostprocessResult, SpeakerText, TranslatedSegment
+from pipeline.llm_results import PostprocessResult, SpeakerText
 from pipeline.schemas import StageNodes, StageTimings, TranscriptionResult, WindowTranscript
 from pipeline.settings import PipelineSettings, VadOptions
 from pipeline.speaker_assignment import assign_speakers, talk_time
@@ -53,38 +52,6 @@ UPLOAD_CHUNK_BYTES = 4 << 20
 
 Speakers = SpeakerBranch | ChannelBranch
 """A request's diarization branch: speakers by voice, or by channel."""
-
-GraphEvent = WindowProgress | WindowTranscript | TranslatedSegment | TranscriptionResult
-"""What :meth:`TranscriptionGraph.run` yields; the last event is always the document."""
-
-
-class UploadedFile(Protocol):
-    """What the graph needs of an upload (Starlette's ``UploadFile`` is one)."""
-
-    filename: str | None
-
-    async def read(self, size: int = -1) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class TranscriptionRequest:
-    """What a request asks of the graph, whatever route it came by."""
-
-    language: str | None
-    options: DecodeOptions
-    punctuate: bool
-    summarize: bool
-    request_id: str | None = None
-    vad: VadOptions | None = None
-    """This request's VAD (OpenAI's ``chunking_strategy``); None: the configured one."""
-    speakers: SpeakerCount | None = None
-    """Find who spoke, with this many speakers; None: no diarization."""
-    known_voices: Mapping[str, np.ndarray] | None = None
-    """Known speakers' voice prints by name, to name the speakers found (with ``speakers``)."""
-    speakers_by_channel: bool = False
-    """With ``speakers``: one speaker per channel of the recording, not told apart by voice."""
-    translate_to: str | None = None
-    """Translate the segments into this language (a code) with the LLM stage; None: no translation."""
 
 
 class TranscriptionGraph:
@@ -343,17 +310,3 @@ class TranscriptionGraph:
             fallback = PostprocessResult.llm_unavailable(reason, punctuate=punctuate, summarize=summarize)
             self.on_llm_fallback(fallback)
             return fallback
-
-
-async def collect_document(
-    events: AsyncGenerator[GraphEvent],
-) -> tuple[TranscriptionResult, list[WindowTranscript]]:
-    """The document at the end of ``events``, and the windows it was made of."""
-    windows = []
-    async with aclosing(events):
-        async for event in events:
-            if isinstance(event, WindowTranscript):
-                windows.append(event)
-            elif isinstance(event, TranscriptionResult):
-                return event, windows
-    raise RuntimeError("the graph's events ended without a document")

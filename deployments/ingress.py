@@ -32,12 +32,8 @@ from deployments.api_requests import (
     TranslationForm,
 )
 from deployments.app_args import ApiSettings, RealtimeSettings
-from deployments.graph import (
-    GraphEvent,
-    PlannedAudio,
-    TranscriptionGraph,
-    TranscriptionRequest,
-)
+from deployments.graph import PlannedAudio, TranscriptionGraph
+from deployments.graph_request import GraphEvent, TranscriptionRequest
 from deployments.http_app import ERROR_RESPONSES, api, openapi_with_api_key, request_id
 from deployments.known_speakers import diarizes
 from deployments.metrics import IngressMetrics, count_fallbacks

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from deployments.graph import GraphEvent, collect_document
+from deployments.graph_request import GraphEvent, collect_document
 from deployments.http_errors import http_status, speechgraph_error_body, unwrapped
 from deployments.openai_protocol import (
     MEDIA_TYPES,

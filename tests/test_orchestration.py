@@ -19,13 +19,8 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from deployments import audio_parts
 from deployments.audio_plan import AudioPart, AudioProbe, Busy, Rejected, ScannedChunk, Upload
-from deployments.graph import (
-    UPLOAD_CHUNK_BYTES,
-    PlannedAudio,
-    TranscriptionGraph,
-    TranscriptionRequest,
-    collect_document,
-)
+from deployments.graph import UPLOAD_CHUNK_BYTES, PlannedAudio, TranscriptionGraph
+from deployments.graph_request import TranscriptionRequest, collect_document
 from deployments.http_errors import Overloaded, StageUnavailable
 from deployments.protocol import WindowProgress
 from pipeline.decoding import DecodeOptions

@@ -13,7 +13,7 @@ import pytest
 from test_orchestration import FakeAsr, FakeMethod, FakePreprocess, events_of, make_graph, part, request, run
 
 from deployments.audio_plan import AudioProbe, Rejected, Upload
-from deployments.graph import TranscriptionRequest
+from deployments.graph_request import TranscriptionRequest
 from deployments.speaker_branch import diarize_audio
 from pipeline.diarization import Diarization, SpeakerCount, SpeakerEmbedding
 from pipeline.errors import ChannelCountError, UndecodableAudio
