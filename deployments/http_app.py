@@ -20,6 +20,7 @@ from deployments.http_errors import http_status, speechgraph_error_body, unwrapp
 from deployments.protocol import ErrorResponse, error_body
 from deployments.request_log import RequestRecorder
 from deployments.upload_limit import UploadSizeLimit
+from deployments.web_page import add_web_page
 from pipeline.errors import SpeechgraphError
 
 api = FastAPI(
@@ -49,6 +50,7 @@ def request_id() -> str | None:
 api.add_middleware(UploadSizeLimit, max_bytes=lambda: ingress_replica().settings.audio.max_upload_bytes)
 api.add_middleware(ApiKeyAuth, keys=lambda: ingress_replica().api_keys)
 api.add_middleware(RequestRecorder, metrics=lambda: ingress_replica().metrics, routes=api.routes)  # outermost
+add_web_page(api)
 
 
 def openapi_with_api_key(app: FastAPI) -> dict[str, Any]:

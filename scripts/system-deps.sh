@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The Debian packages some tests run: espeak-ng (synthetic speech for the long-audio test) and
-# prometheus (a real Prometheus server, and promtool, for the observability tests), and gcc
-# (webrtcvad, which Resemblyzer's wheel requires, has only a source release). Installs only
+# prometheus (a real Prometheus server, and promtool, for the observability tests), gcc
+# (webrtcvad, which Resemblyzer's wheel requires, has only a source release) and chromium (the web
+# page's tests drive Debian's Chromium with Playwright; no browser is downloaded). Installs only
 # what is missing, with apt-get (through sudo when not root). Exits non-zero, saying what to install
 # by hand, where it cannot: the caller decides whether to go on (scripts/test.sh does; the tests
 # that need a missing tool then skip, naming its package).
 set -euo pipefail
 missing=""
-for tool_package in espeak-ng:espeak-ng prometheus:prometheus promtool:prometheus gcc:gcc; do
+for tool_package in espeak-ng:espeak-ng prometheus:prometheus promtool:prometheus gcc:gcc chromium:chromium; do
   tool="${tool_package%%:*}" package="${tool_package#*:}"
   command -v "$tool" >/dev/null 2>&1 && continue
   case " $missing " in *" $package "*) ;; *) missing="${missing:+$missing }$package" ;; esac
