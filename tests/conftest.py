@@ -60,6 +60,39 @@ def graph_args(asr_replicas: int | None = None, diarization: bool = False) -> di
     return args
 
 
+def second_app_args(api_keys: dict[str, str] | None = None) -> dict:
+    """:func:`graph_args` for a second application beside the module's graph: one replica per
+    stage, a tenth of a CPU each and no GPU share (the first application holds the one logical
+    GPU). ``api_keys``: ``{ENV_NAME: "key1,key2"}``, the API keys the ingress reads from its
+    environment."""
+    args = graph_args()
+    d = args["deployments"]
+    for stage in ("ingress", "preprocess", "asr", "postprocess"):
+        d[stage].pop("autoscaling_config", None)
+        d[stage]["num_replicas"] = 1
+        d[stage]["ray_actor_options"].update(num_cpus=0.1, num_gpus=0)
+    for env, keys in (api_keys or {}).items():
+        args["api"] = {"api_key_env": env}
+        d["ingress"]["ray_actor_options"]["runtime_env"] = {"env_vars": {env: keys}}
+    return args
+
+
+@contextlib.contextmanager
+def second_app(base_url: str, name: str, args: dict):
+    """``args`` served beside the module's graph as application ``name`` at ``/name``; its URL."""
+    from ray import serve
+
+    from deployments.app import build_app
+    from deployments.app_args import AppArgs
+
+    serve.run(build_app(AppArgs.model_validate(args)), name=name, route_prefix=f"/{name}", blocking=False)
+    try:
+        wait_healthy(f"{base_url}/{name}")
+        yield f"{base_url}/{name}"
+    finally:
+        serve.delete(name)
+
+
 def wait_healthy(url: str, timeout_s: float = 240) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

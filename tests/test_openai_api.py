@@ -19,7 +19,7 @@ import requests
 import srt
 import webvtt
 from audio_files import empty_wav, encode, not_audio_samples, speech_and_silence
-from conftest import SHARED_AUDIO, graph_args, needs_tool, wait_healthy
+from conftest import SHARED_AUDIO, needs_tool, second_app, second_app_args
 from openai.types.audio import (
     Transcription,
     TranscriptionTextDeltaEvent,
@@ -413,29 +413,15 @@ KEYS = "sk-test-one,sk-test-two"
 def guarded(graph):
     """The graph again at /guarded: an API key, and ASR taking one window at a time with a queue
     of one, refusing more with 429 and Retry-After 3."""
-    from ray import serve
-
-    from deployments.app import build_app
-
-    args = graph_args()
-    args["api"] = {"api_key_env": "SPEECHGRAPH_TEST_API_KEY"}
-    d = args["deployments"]
-    d["ingress"]["ray_actor_options"]["runtime_env"] = {"env_vars": {"SPEECHGRAPH_TEST_API_KEY": KEYS}}
-    for stage in ("preprocess", "asr", "postprocess"):
-        d[stage].pop("autoscaling_config", None)
-        d[stage]["num_replicas"] = 1
-        d[stage]["ray_actor_options"]["num_gpus"] = 0
-    d["asr"].update(
+    args = second_app_args(api_keys={"SPEECHGRAPH_TEST_API_KEY": KEYS})
+    args["deployments"]["asr"].update(
         max_ongoing_requests=1,
         max_queued_requests=1,
         backpressure_config={"status_code": 429, "retry_after_s": 3},
         user_config={"max_batch_size": 1, "batch_wait_timeout_s": 0},
     )
-    serve.run(build_app(args), name="guarded", route_prefix="/guarded", blocking=False)
-    url = f"{graph}/guarded"
-    wait_healthy(url)
-    yield url
-    serve.delete("guarded")
+    with second_app(graph, "guarded", args) as url:
+        yield url
 
 
 def test_api_key_is_required_when_configured(guarded):
@@ -529,22 +515,10 @@ ADAPTERS = {"calls": "tiny-random-lora-a", "meetings": "tiny-random-lora-b"}
 def fine_tuned(graph):
     """The graph again at /fine-tuned, its Whisper with two LoRA adapters (generated: random
     weights in peft's format, loaded by peft as a real adapter is)."""
-    from ray import serve
-
-    from deployments.app import build_app
-
-    args = graph_args()
+    args = second_app_args()
     args["asr"]["adapters"] = ADAPTERS
-    d = args["deployments"]
-    for stage in ("ingress", "preprocess", "asr", "postprocess"):
-        d[stage].pop("autoscaling_config", None)
-        d[stage]["num_replicas"] = 1
-        d[stage]["ray_actor_options"].update(num_cpus=0.1, num_gpus=0)
-    serve.run(build_app(args), name="fine-tuned", route_prefix="/fine-tuned", blocking=False)
-    url = f"{graph}/fine-tuned"
-    wait_healthy(url)
-    yield url
-    serve.delete("fine-tuned")
+    with second_app(graph, "fine-tuned", args) as url:
+        yield url
 
 
 def adapted(url: str, model: str | None, data: bytes = JFK) -> dict:

@@ -23,7 +23,7 @@ import openai
 import pytest
 import websockets
 from audio_files import jfk, raw_samples, speech_wav
-from conftest import ROOT, SHARED_AUDIO, graph_args, wait_healthy
+from conftest import ROOT, SHARED_AUDIO, second_app, second_app_args
 
 RATE = 24000
 CHUNK_S = 0.1
@@ -270,12 +270,7 @@ KEY = "sk-live-test"
 def limited(graph):
     """The graph again at /limited: an API key, one session per ingress replica, short idle and
     session limits, a small buffer and a small largest event."""
-    from ray import serve
-
-    from deployments.app import build_app
-
-    args = graph_args()
-    args["api"] = {"api_key_env": "SPEECHGRAPH_TEST_API_KEY"}
+    args = second_app_args(api_keys={"SPEECHGRAPH_TEST_API_KEY": KEY})
     args["realtime"] = {
         "max_sessions_per_replica": 1,
         "idle_timeout_s": 2,
@@ -283,16 +278,8 @@ def limited(graph):
         "max_buffer_s": 3,
         "max_message_bytes": 200_000,
     }
-    d = args["deployments"]
-    d["ingress"]["ray_actor_options"]["runtime_env"] = {"env_vars": {"SPEECHGRAPH_TEST_API_KEY": KEY}}
-    for stage in ("preprocess", "asr", "postprocess"):
-        d[stage].pop("autoscaling_config", None)
-        d[stage]["num_replicas"] = 1
-        d[stage]["ray_actor_options"]["num_gpus"] = 0
-    serve.run(build_app(args), name="limited", route_prefix="/limited", blocking=False)
-    wait_healthy(f"{graph}/limited")
-    yield ws_url(graph, "/limited")
-    serve.delete("limited")
+    with second_app(graph, "limited", args):
+        yield ws_url(graph, "/limited")
 
 
 async def until_closed(socket) -> list[dict]:

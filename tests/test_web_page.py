@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 import srt
-from conftest import ROOT, SHARED_AUDIO, graph_args, needs_tool, serving, wait_healthy
+from conftest import ROOT, SHARED_AUDIO, graph_args, needs_tool, second_app, second_app_args, serving
 from playwright.sync_api import (
     Browser,
     Download,
@@ -58,25 +58,10 @@ def service() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def keyed(service: str) -> Iterator[str]:
-    """The graph again at /keyed, with an API key: one replica per stage, no GPU share (the first
-    app holds the one logical GPU). Started only by the test that needs it, the module's last."""
-    from ray import serve
-
-    from deployments.app import build_app
-
-    args = graph_args()
-    args["api"] = {"api_key_env": "SPEECHGRAPH_WEB_TEST_KEY"}
-    d = args["deployments"]
-    d["ingress"]["ray_actor_options"]["runtime_env"] = {"env_vars": {"SPEECHGRAPH_WEB_TEST_KEY": KEY}}
-    for stage in ("preprocess", "asr", "postprocess"):
-        d[stage].pop("autoscaling_config", None)
-        d[stage]["num_replicas"] = 1
-        d[stage]["ray_actor_options"]["num_gpus"] = 0
-    serve.run(build_app(args), name="keyed", route_prefix="/keyed", blocking=False)
-    url = f"{service}/keyed"
-    wait_healthy(url)
-    yield url
-    serve.delete("keyed")
+    """The graph again at /keyed, with an API key. Started only by the test that needs it, the
+    module's last."""
+    with second_app(service, "keyed", second_app_args(api_keys={"SPEECHGRAPH_WEB_TEST_KEY": KEY})) as url:
+        yield url
 
 
 def fake_microphone(path: Path) -> Path:
