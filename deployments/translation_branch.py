@@ -97,8 +97,9 @@ class TranslationBranch:
             self.results.put_nowait(None)
 
     async def _translate(self, batch: list[Segment]) -> None:
-        context = self._context[-self.context_segments :] if self.context_segments else []
-        self._context = [*self._context, *(s.text.strip() for s in batch)][-max(1, self.context_segments) :]
+        keep = self.context_segments  # [-0:] would keep everything: 0 keeps nothing
+        context = self._context
+        self._context = [*context, *(s.text.strip() for s in batch)][-keep:] if keep else []
         self.calls += 1
         try:
             done = await self._answer(batch, context)

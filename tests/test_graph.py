@@ -24,6 +24,20 @@ def post(url: str, data: bytes | None, filename: str = "audio.bin", **fields) ->
     return requests.post(f"{url}/v1/transcribe", files=files, data=fields or None, timeout=120)
 
 
+def stream_events(url: str, data: bytes, filename: str, **fields) -> list[tuple[str, dict]]:
+    """The events of ``/v1/transcribe`` with ``stream=true``, checked to be a 200 event stream."""
+    with requests.post(
+        f"{url}/v1/transcribe",
+        files={"file": (filename, data)},
+        data={**fields, "stream": "true"},
+        stream=True,
+        timeout=120,
+    ) as r:
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/event-stream")
+        return list(sse_events(r))
+
+
 @pytest.mark.parametrize("clip", clips(), ids=lambda c: c["file"])
 def test_every_shared_clip_transcribes(graph, clip):
     data = (SHARED_AUDIO / clip["file"]).read_bytes()
@@ -80,15 +94,7 @@ def test_silence_gives_no_segments_without_whisper(graph):
 def test_stream_sends_progress_and_segments_before_the_same_document(graph):
     data = encode(speech_and_silence("jfk", 3.0, "jfk", 3.0, "jfk"), 16000, "flac")  # 3 windows
     fields = dict(language="en", punctuate="false", summarize="true")
-    with requests.post(
-        f"{graph}/v1/transcribe",
-        files={"file": ("three.flac", data)},
-        data={**fields, "stream": "true"},
-        stream=True,
-        timeout=120,
-    ) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        events = list(sse_events(r))
+    events = stream_events(graph, data, "three.flac", **fields)
     names = [name for name, _ in events]
     assert names[-1] == "document" and names.count("document") == 1
     progress = [body for name, body in events if name == "progress"]
@@ -112,15 +118,7 @@ def test_stream_sends_progress_and_segments_before_the_same_document(graph):
 def test_translate_to_streams_each_translation_and_renders_translated_subtitles(graph):
     data = encode(speech_and_silence("jfk", 3.0, "jfk", 3.0, "jfk"), 16000, "flac")  # 3 windows
     fields = dict(language="en", punctuate="false", summarize="false", translate_to="Spanish")
-    with requests.post(
-        f"{graph}/v1/transcribe",
-        files={"file": ("three.flac", data)},
-        data={**fields, "stream": "true"},
-        stream=True,
-        timeout=120,
-    ) as r:
-        assert r.status_code == 200, r.text
-        events = list(sse_events(r))
+    events = stream_events(graph, data, "three.flac", **fields)
     names = [name for name, _ in events]
     document = events[-1][1]
     translated = [body for name, body in events if name == "translation"]
